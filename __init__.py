@@ -1,0 +1,32 @@
+"""comfyui-img2img: image-to-image nodes with exact denoise strength.
+
+Registered through the V1 mappings, which ComfyUI 0.3.75 and every later release load (see README).
+"""
+
+from .nodes.ksampler import Img2ImgKSampler
+from .nodes.load_image import Img2ImgLoadImage
+from .nodes.noise_at_strength import Img2ImgNoiseAtStrength
+from .nodes.save_image import Img2ImgSaveImage
+from .nodes.vae import Img2ImgVAEDecode, Img2ImgVAEEncode
+
+NODE_CLASS_MAPPINGS = {
+    "Img2ImgLoadImage": Img2ImgLoadImage,
+    "Img2ImgVAEEncode": Img2ImgVAEEncode,
+    "Img2ImgNoiseAtStrength": Img2ImgNoiseAtStrength,
+    "Img2ImgKSampler": Img2ImgKSampler,
+    "Img2ImgVAEDecode": Img2ImgVAEDecode,
+    "Img2ImgSaveImage": Img2ImgSaveImage,
+}
+
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "Img2ImgLoadImage": "Load Image (img2img)",
+    "Img2ImgVAEEncode": "VAE Encode (img2img)",
+    "Img2ImgNoiseAtStrength": "Noise at Strength (img2img)",
+    "Img2ImgKSampler": "KSampler (img2img)",
+    "Img2ImgVAEDecode": "VAE Decode (img2img)",
+    "Img2ImgSaveImage": "Save Image (img2img)",
+}
+
+WEB_DIRECTORY = "./js"
+
+__all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS", "WEB_DIRECTORY"]

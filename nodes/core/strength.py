@@ -1,0 +1,85 @@
+"""Where on a sampler's schedule img2img starts for a denoise strength, and what then runs.
+
+With N steps and strength s, each mode picks a ladder of sigmas and the part of it that runs:
+
+- ``steps_x_denoise`` (diffusers' img2img pipeline, core KSamplerAdvanced): k = min(⌊N·s⌋, N) model
+  steps, the last k of the N-step ladder.
+- ``a1111`` (AUTOMATIC1111's default): t_enc = ⌊min(s, 0.999)·N⌋, t_enc + 1 steps from index N − t_enc − 1.
+- ``comfy`` (core KSampler's denoise): a stretched ladder of ⌊N/s⌋ steps, of which the last N run.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from decimal import Decimal
+
+import torch
+
+STRENGTH_MODES = ("steps_x_denoise", "a1111", "comfy")
+
+# Core KSampler's stretched ladder grows as N/s: at s = 1e-9 it would never finish computing.
+# Past this length the last N sigmas are all within float error of 0 anyway.
+MAX_LADDER_STEPS = 10_000
+
+
+@dataclass(frozen=True)
+class StrengthPlan:
+    """A strength turned into steps: run ``model_steps`` steps of a ``ladder_steps``-step schedule."""
+
+    mode: str
+    steps: int
+    denoise: float
+    ladder_steps: int
+    start_index: int
+
+    @property
+    def model_steps(self) -> int:
+        return self.ladder_steps - self.start_index
+
+    def as_dict(self) -> dict[str, object]:
+        return {**asdict(self), "model_steps": self.model_steps}
+
+
+def validate_steps_and_denoise(steps: int, denoise: float) -> None:
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a whole number of at least 1, got {steps!r}")
+    if not isinstance(denoise, (int, float)) or not math.isfinite(denoise) or not 0.0 <= denoise <= 1.0:
+        raise ValueError(f"denoise must be a number from 0 to 1, got {denoise!r}")
+
+
+def plan_strength(mode: str, steps: int, denoise: float) -> StrengthPlan:
+    """The steps a denoise strength selects in ``mode``; strength 0 selects none in every mode."""
+    if mode not in STRENGTH_MODES:
+        raise ValueError(f"strength_mode must be one of {', '.join(STRENGTH_MODES)}, got {mode!r}")
+    validate_steps_and_denoise(steps, denoise)
+    denoise = float(denoise)
+    if denoise == 0.0:
+        return StrengthPlan(mode, steps, denoise, steps, steps)
+    if mode == "steps_x_denoise":
+        # N·s on the decimal the user typed: in binary floats 0.57·100 is 56.99999999999999.
+        model_steps = min(int(Decimal(repr(denoise)) * steps), steps)
+        return StrengthPlan(mode, steps, denoise, steps, steps - model_steps)
+    if mode == "a1111":
+        # A1111's own float arithmetic, quirks included: that is what this mode promises to match.
+        t_enc = int(min(denoise, 0.999) * steps)
+        return StrengthPlan(mode, steps, denoise, steps, steps - t_enc - 1)
+    if denoise > 0.9999:  # core KSampler's own threshold for "full denoise"
+        return StrengthPlan(mode, steps, denoise, steps, 0)
+    ladder_steps = max(min(int(steps / denoise), MAX_LADDER_STEPS), steps)
+    return StrengthPlan(mode, steps, denoise, ladder_steps, ladder_steps - steps)
+
+
+def sigmas_for_strength(plan: StrengthPlan, ladder: torch.Tensor) -> torch.Tensor:
+    """The part of ``ladder`` (the scheduler's ``plan.ladder_steps``-step sigmas) that the plan runs.
+
+    Some schedulers return a ladder of another length than asked (beta drops repeated sigmas,
+    ddim_uniform may add one); each mode cuts such a ladder the way its anchor does.
+    """
+    if plan.model_steps == 0:
+        return ladder[:0]
+    if plan.mode == "comfy":
+        return ladder[-(plan.model_steps + 1):]
+    if plan.start_index >= len(ladder) - 1:
+        return ladder[:0]
+    return ladder[plan.start_index:]

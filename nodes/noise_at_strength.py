@@ -1,0 +1,46 @@
+"""Img2ImgNoiseAtStrength: the latent noised to exactly the level the denoise strength selects."""
+
+from __future__ import annotations
+
+from .ksampler import (
+    BATCH_SEED_INPUT, DENOISE_INPUT, SAMPLER_INPUT, SCHEDULER_INPUT, SEED_INPUT, STEPS_INPUT, STRENGTH_MODE_INPUT,
+    plan_output,
+)
+from .sampling import PLAN_KEY, check_latent_channels, noise_for, noised_latent, schedule_for_strength
+
+
+class Img2ImgNoiseAtStrength:
+    DESCRIPTION = (
+        "Adds seeded noise to a latent at the sigma where the denoise strength starts the schedule, by the "
+        "model's own noising rule, and attaches the plan so that Img2ImgKSampler runs the rest without noising again."
+    )
+    CATEGORY = "img2img"
+    FUNCTION = "noise"
+    RETURN_TYPES = ("LATENT",)
+    RETURN_NAMES = ("noised_latent",)
+    OUTPUT_TOOLTIPS = ("The noised latent with its plan; connect it to Img2ImgKSampler.",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "model": ("MODEL", {"tooltip": "The model whose noise levels and noising rule are used."}),
+                "latent": ("LATENT", {"tooltip": "The clean latent of the input image, from Img2ImgVAEEncode."}),
+                "seed": SEED_INPUT,
+                "steps": STEPS_INPUT,
+                "denoise": DENOISE_INPUT,
+                "sampler_name": SAMPLER_INPUT,
+                "scheduler": SCHEDULER_INPUT,
+                "strength_mode": STRENGTH_MODE_INPUT,
+                "batch_seed": BATCH_SEED_INPUT,
+            }
+        }
+
+    def noise(self, model, latent, seed, steps, denoise, sampler_name, scheduler, strength_mode, batch_seed):
+        clean = check_latent_channels(model, latent["samples"])
+        schedule = schedule_for_strength(model, sampler_name, scheduler, steps, denoise, strength_mode)
+        noise = noise_for(latent, clean, seed, batch_seed)
+        noised = clean if schedule.model_steps == 0 else noised_latent(model, clean, noise, schedule)
+        out = {**latent, "samples": noised}
+        out[PLAN_KEY] = {"schedule": schedule, "clean": clean, "noise": noise, "noised": noised, "seed": seed}
+        return {"ui": plan_output(schedule), "result": (out,)}

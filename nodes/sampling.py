@@ -1,0 +1,192 @@
+"""The adapter between ComfyUI's model objects and the pure core: sigmas, noise and the loop.
+
+ComfyUI supplies the denoiser (CFG, conditioning, model loading, latent format) through its
+``CFGGuider``; the pack owns the strength plan, the partial sigmas, the initial noise and, for the
+samplers in ``core.samplers``, the loop itself.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import comfy.model_management
+import comfy.model_sampling
+import comfy.sample
+import comfy.samplers
+import comfy.utils
+import latent_preview
+import torch
+
+from .core import samplers as core_samplers
+from .core import schedules
+from .core.noise import initial_noise
+from .core.strength import StrengthPlan, plan_strength, sigmas_for_strength
+
+# The key under which the pack's own state rides along in a LATENT dict. Core nodes copy the
+# dict and ignore unknown keys, so the pack's latents stay usable by them and theirs by the pack.
+PLAN_KEY = "img2img"
+
+# ComfyUI's ancestral samplers switch to a rectified-flow form for flow models; the core's do
+# not (yet), so for those models ComfyUI's own implementation runs.
+_EPS_ONLY_SAMPLERS = frozenset({"euler_ancestral"})
+
+
+@dataclass(frozen=True)
+class Schedule:
+    plan: StrengthPlan
+    sigmas: torch.Tensor  # the partial ladder that runs, sigmas[0] = the starting noise level
+
+    @property
+    def model_steps(self) -> int:
+        return max(len(self.sigmas) - 1, 0)
+
+    def report(self) -> dict[str, object]:
+        return {
+            **self.plan.as_dict(),
+            "model_steps": self.model_steps,
+            "sigma_start": float(self.sigmas[0]) if self.model_steps else 0.0,
+            "sigmas": [round(float(s), 6) for s in self.sigmas],
+        }
+
+    def summary(self) -> str:
+        if self.model_steps == 0:
+            return f"denoise {self.plan.denoise:g}: no step ran, the latent is returned unchanged"
+        first = self.plan.ladder_steps - self.model_steps + 1
+        return (
+            f"steps {first}–{self.plan.ladder_steps} of {self.plan.ladder_steps} · {self.model_steps} model steps · "
+            f"σ {float(self.sigmas[0]):.4g}→{float(self.sigmas[-1]):.4g} ({self.plan.mode})"
+        )
+
+
+def model_sampling(model) -> object:
+    return model.get_model_object("model_sampling")
+
+
+def full_ladder(model, sampler_name: str, scheduler: str, steps: int) -> torch.Tensor:
+    """The scheduler's sigmas for ``steps`` steps, computed by the core where it has the scheduler."""
+    discard_penultimate = sampler_name in comfy.samplers.KSampler.DISCARD_PENULTIMATE_SIGMA_SAMPLERS
+    if discard_penultimate:
+        steps += 1
+    sampling = model_sampling(model)
+    if scheduler in schedules.SCHEDULES:
+        ladder = schedules.SCHEDULES[scheduler](sampling, steps)
+    else:
+        ladder = comfy.samplers.calculate_sigmas(sampling, scheduler, steps)
+    if discard_penultimate:
+        ladder = torch.cat([ladder[:-2], ladder[-1:]])
+    return ladder
+
+
+def schedule_for_strength(model, sampler_name: str, scheduler: str, steps: int, denoise: float, mode: str) -> Schedule:
+    plan = plan_strength(mode, steps, denoise)
+    if plan.model_steps == 0:
+        return Schedule(plan, torch.zeros(0))
+    return Schedule(plan, sigmas_for_strength(plan, full_ladder(model, sampler_name, scheduler, plan.ladder_steps)))
+
+
+def is_max_denoise(model, sigma_start: float) -> bool:
+    """Whether the run starts from pure noise, where core scales noise as txt2img does."""
+    sigma_max = float(model_sampling(model).sigma_max)
+    return math.isclose(sigma_max, sigma_start, rel_tol=1e-5) or sigma_start > sigma_max
+
+
+def noise_for(latent: dict, samples: torch.Tensor, seed: int, batch_seed: str) -> torch.Tensor:
+    return initial_noise(samples.shape, seed, batch_seed, latent.get("batch_index"), dtype=samples.dtype)
+
+
+def noised_latent(model, samples: torch.Tensor, noise: torch.Tensor, schedule: Schedule) -> torch.Tensor:
+    """``samples`` noised to the schedule's first sigma by the model's own rule, in LATENT space."""
+    inner = model.model
+    sigma = schedule.sigmas[0]
+    in_model_space = inner.process_latent_in(samples) if torch.count_nonzero(samples) > 0 else samples
+    noised = model_sampling(model).noise_scaling(
+        sigma, noise.to(samples.dtype), in_model_space, is_max_denoise(model, float(sigma))
+    )
+    return inner.process_latent_out(noised)
+
+
+class ContinueFromNoised(comfy.samplers.KSAMPLER):
+    """A KSAMPLER that starts from an already-noised latent instead of noising the clean one.
+
+    Core's KSAMPLER always applies ``noise_scaling`` to the latent it is given; for flow models
+    that is sigma·noise + (1 − sigma)·latent, which would shrink a latent noised once already.
+    """
+
+    def __init__(self, sampler_function, noised: torch.Tensor, extra_options=None, inpaint_options=None) -> None:
+        super().__init__(sampler_function, extra_options or {}, inpaint_options or {})
+        self.noised = noised
+
+    def sample(self, model_wrap, sigmas, extra_args, callback, noise, latent_image=None, denoise_mask=None, disable_pbar=False):
+        extra_args["denoise_mask"] = denoise_mask
+        model_k = comfy.samplers.KSamplerX0Inpaint(model_wrap, sigmas)
+        model_k.latent_image = latent_image
+        model_k.noise = noise
+        x = model_wrap.inner_model.process_latent_in(self.noised.to(noise.device, noise.dtype))
+        total_steps = len(sigmas) - 1
+        k_callback = None
+        if callback is not None:
+            k_callback = lambda step: callback(step["i"], step["denoised"], step["x"], total_steps)  # noqa: E731
+        samples = self.sampler_function(
+            model_k, x, sigmas, extra_args=extra_args, callback=k_callback, disable=disable_pbar, **self.extra_options
+        )
+        return model_wrap.inner_model.model_sampling.inverse_noise_scaling(sigmas[-1], samples)
+
+
+def sampler_for(model, sampler_name: str, noised: torch.Tensor | None) -> comfy.samplers.Sampler:
+    """The pack's own loop where the core has the sampler, else ComfyUI's, over the pack's sigmas."""
+    flow = isinstance(model_sampling(model), comfy.model_sampling.CONST)
+    own = core_samplers.SAMPLERS.get(sampler_name)
+    if own is not None and not (flow and sampler_name in _EPS_ONLY_SAMPLERS):
+        function = own
+        inpaint_options = {}
+    else:
+        comfy_sampler = comfy.samplers.sampler_object(sampler_name)
+        if noised is None:
+            return comfy_sampler
+        if not isinstance(comfy_sampler, comfy.samplers.KSAMPLER):
+            raise ValueError(f"sampler_name {sampler_name!r} cannot continue from a latent noised by Img2ImgNoiseAtStrength")
+        function, inpaint_options = comfy_sampler.sampler_function, comfy_sampler.inpaint_options
+    if noised is None:
+        return comfy.samplers.KSAMPLER(function, inpaint_options=inpaint_options)
+    return ContinueFromNoised(function, noised, inpaint_options=inpaint_options)
+
+
+def run(
+    model,
+    positive,
+    negative,
+    cfg: float,
+    sampler_name: str,
+    schedule: Schedule,
+    clean: torch.Tensor,
+    noise: torch.Tensor,
+    noise_mask: torch.Tensor | None,
+    seed: int,
+    noised: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Sample ``schedule.sigmas`` from ``clean`` + ``noise`` (or from ``noised`` when given)."""
+    if not math.isfinite(cfg):
+        raise ValueError(f"cfg must be a finite number, got {cfg!r}")
+    sampler = sampler_for(model, sampler_name, noised)
+    callback = latent_preview.prepare_callback(model, schedule.model_steps)
+    guider = comfy.samplers.CFGGuider(model)
+    guider.set_conds(positive, negative)
+    guider.set_cfg(cfg)
+    samples = guider.sample(
+        noise, clean, sampler, schedule.sigmas, denoise_mask=noise_mask, callback=callback,
+        disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=seed,
+    )
+    return samples.to(comfy.model_management.intermediate_device())
+
+
+def check_latent_channels(model, samples: torch.Tensor) -> torch.Tensor:
+    """Core's empty-latent fix-up, then a clear error for a latent of another model family."""
+    samples = comfy.sample.fix_empty_latent_channels(model, samples)
+    expected = model.get_model_object("latent_format").latent_channels
+    if samples.ndim < 4 or samples.shape[1] != expected:
+        raise ValueError(
+            f"latent has {samples.shape[1] if samples.ndim > 1 else '?'} channels (shape {tuple(samples.shape)}), "
+            f"but this model expects {expected}: encode the image with this model's VAE"
+        )
+    return samples

@@ -1,0 +1,103 @@
+"""The pack inside a real ComfyUI server: registration, a full img2img graph, errors."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+NODE_IDS = (
+    "Img2ImgLoadImage", "Img2ImgVAEEncode", "Img2ImgNoiseAtStrength",
+    "Img2ImgKSampler", "Img2ImgVAEDecode", "Img2ImgSaveImage",
+)
+
+
+def saved_files(server, entry) -> list[Path]:
+    images = [image for output in entry["outputs"].values() for image in output.get("images", [])]
+    return [server.output_dir / image["subfolder"] / image["filename"] for image in images]
+
+
+def test_object_info_lists_the_six_nodes_with_tooltips(server):
+    info = server.get_json("/object_info")
+    for node_id in NODE_IDS:
+        node = info[node_id]
+        assert node["category"].split("/")[0] == "img2img"
+        assert node["display_name"] and node["display_name"] != node_id
+        assert len(node["description"]) > 20
+        inputs = {**node["input"]["required"], **node["input"].get("optional", {})}
+        for name, spec in inputs.items():
+            assert len(spec) > 1 and spec[1].get("tooltip"), f"{node_id}.{name} has no tooltip"
+        assert len(node.get("output_tooltips", [])) == len(node["output"])
+    assert info["Img2ImgKSampler"]["input"]["required"]["strength_mode"][0] == ["steps_x_denoise", "a1111", "comfy"]
+
+
+def test_the_img2img_graph_runs_and_saves_a_png_with_its_graph(server, api_graph):
+    graph = api_graph(seed=101)
+    workflow = {"nodes": [], "links": [], "version": 0.4, "note": "posted by the test"}
+    entry = server.wait(server.queue(graph, {"extra_pnginfo": {"workflow": workflow}}))
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    [path] = saved_files(server, entry)
+    assert path.is_file() and path.resolve().is_relative_to(server.output_dir.resolve())
+    with Image.open(path) as png:
+        assert png.size == (128, 128)
+        assert json.loads(png.text["prompt"]) == graph
+        assert json.loads(png.text["workflow"]) == workflow
+    plan = entry["outputs"]["7"]["img2img_plan"][0]
+    assert (plan["mode"], plan["steps"], plan["model_steps"], plan["start_index"]) == ("steps_x_denoise", 20, 12, 8)
+    assert "steps 9–20 of 20" in entry["outputs"]["7"]["text"][0]
+
+
+def test_the_simple_graph_without_noise_node_runs(server, api_graph):
+    graph = api_graph(seed=102)
+    graph["7"]["inputs"]["latent_image"] = ["5", 0]
+    del graph["6"]
+    entry = server.wait(server.queue(graph))
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    assert len(saved_files(server, entry)) == 1
+
+
+def test_saving_twice_never_overwrites(server, api_graph):
+    first = server.wait(server.queue(api_graph(seed=103, **{"9.filename_prefix": "again/same"})))
+    second = server.wait(server.queue(api_graph(seed=104, **{"9.filename_prefix": "again/same"})))
+    [a], [b] = saved_files(server, first), saved_files(server, second)
+    assert a != b and a.is_file() and b.is_file() and a.parent.name == "again"
+
+
+@pytest.mark.parametrize(
+    ("node", "name", "value", "needle"),
+    [("7", "steps", 0, "steps"), ("7", "denoise", 1.5, "denoise"), ("4", "image", "../../etc/passwd", "image"),
+     ("4", "image", "missing.png", "missing.png")],
+)
+def test_bad_values_are_refused_at_validation_and_the_server_keeps_serving(server, api_graph, node, name, value, needle):
+    graph = api_graph(seed=105, **{f"{node}.{name}": value})
+    status, answer = server.post_json("/prompt", {"prompt": graph})
+    assert status == 400
+    errors = answer["node_errors"][node]["errors"]
+    assert any(needle in json.dumps(error) for error in errors), errors
+    assert server.get_json("/system_stats")["system"]["comfyui_version"] == "0.3.75"
+
+
+def test_a_malformed_graph_gets_node_errors(server, api_graph):
+    graph = api_graph(seed=106)
+    del graph["7"]["inputs"]["model"]
+    status, answer = server.post_json("/prompt", {"prompt": graph})
+    assert status == 400 and "7" in answer["node_errors"]
+    assert server.get_json("/system_stats")
+
+
+def test_an_execution_error_names_the_input_and_the_server_keeps_serving(server, api_graph):
+    graph = api_graph(seed=107, **{"7.cfg": float("nan")})
+    entry = server.wait(server.queue(graph))
+    assert entry["status"]["status_str"] == "error"
+    error = next(m[1] for m in entry["status"]["messages"] if m[0] == "execution_error")
+    assert error["node_type"] in ("Img2ImgKSampler",) and "cfg" in error["exception_message"]
+    assert server.wait(server.queue(api_graph(seed=108)))["status"]["status_str"] == "success"
+
+
+def test_the_log_shows_the_pack_imported(server):
+    log = server.log()
+    assert re.search(r"seconds: .*custom_nodes/comfyui-img2img\s*$", log, re.MULTILINE), log[-3000:]
+    assert not re.search(r"IMPORT FAILED.*img2img|img2img.*IMPORT FAILED", log)

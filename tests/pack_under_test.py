@@ -1,0 +1,33 @@
+"""The pack importable as ``comfyui_img2img`` without running its ``__init__``.
+
+The pack's top-level ``__init__`` registers nodes and so imports ComfyUI; the core must be
+importable without it. Registering the folder as a bare package gives tests the same relative
+import structure ComfyUI sees, under a name that cannot shadow ComfyUI's own ``nodes`` module.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+PACK_ROOT = Path(__file__).resolve().parents[1]
+
+# Also run by the clean-interpreter test in a fresh python.
+REGISTER_PACK = f"""
+import importlib.machinery, importlib.util, sys
+_spec = importlib.machinery.ModuleSpec("comfyui_img2img", None, is_package=True)
+_pack = importlib.util.module_from_spec(_spec)
+_pack.__path__ = [{str(PACK_ROOT)!r}]
+sys.modules.setdefault("comfyui_img2img", _pack)
+"""
+
+exec(REGISTER_PACK)
+
+
+def pytest_collect_directory(path: Path, parent):
+    """The pack root is a package whose ``__init__`` imports ComfyUI (it registers the nodes), and
+    pytest would import it for package-level set-up: collect it as a plain folder instead."""
+    import pytest
+
+    if path == PACK_ROOT:
+        return pytest.Dir.from_parent(parent, path=path)
+    return None

@@ -1,0 +1,40 @@
+import pytest
+import torch
+
+from comfyui_img2img.nodes.core.schedules import SCHEDULES, DiscreteModelSigmas
+
+SD15 = DiscreteModelSigmas.scaled_linear()
+
+
+def test_sd15_table_has_the_known_extremes():
+    assert float(SD15.sigma_min) == pytest.approx(0.0292, abs=1e-4)
+    assert float(SD15.sigma_max) == pytest.approx(14.6146, abs=1e-4)
+
+
+def test_timestep_and_sigma_are_inverse_on_the_table():
+    t = torch.tensor([0.0, 17.0, 500.0, 999.0])
+    assert torch.equal(SD15.timestep(SD15.sigma(t)), t.long())
+
+
+@pytest.mark.parametrize("name", sorted(SCHEDULES))
+@pytest.mark.parametrize("steps", [1, 4, 20, 33])
+def test_every_schedule_descends_to_zero(name, steps):
+    ladder = SCHEDULES[name](SD15, steps)
+    assert ladder.dtype == torch.float32
+    assert float(ladder[-1]) == 0.0
+    assert bool((ladder[:-1] > ladder[1:]).all())
+    assert float(ladder[0]) <= float(SD15.sigma_max) * (1 + 1e-5)
+    if name != "ddim_uniform":  # DDIM's stride may give one step more than asked, as in the original
+        assert len(ladder) == steps + 1
+
+
+@pytest.mark.parametrize("name", ["normal", "karras", "exponential", "simple"])
+def test_schedules_start_at_sigma_max(name):
+    assert float(SCHEDULES[name](SD15, 10)[0]) == pytest.approx(float(SD15.sigma_max), rel=1e-5)
+
+
+def test_karras_is_uniform_in_sigma_to_the_one_over_rho():
+    ladder = SCHEDULES["karras"](SD15, 12)[:-1]
+    spacing = ladder ** (1 / 7)
+    steps = spacing[:-1] - spacing[1:]
+    assert torch.allclose(steps, steps.mean().expand_as(steps), rtol=1e-4)
