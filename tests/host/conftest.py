@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
+import sys
 
 import pytest
 from pack_under_test import PACK_ROOT
 
 _spec = importlib.util.spec_from_file_location("img2img_host", PACK_ROOT / "scripts" / "host.py")
 host_harness = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = host_harness  # dataclasses look their module up there
 _spec.loader.exec_module(host_harness)
 
 SAMPLE = PACK_ROOT / "example_workflows" / "input" / "sample.png"

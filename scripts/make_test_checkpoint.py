@@ -1,0 +1,174 @@
+"""Make a tiny SD1.5-format checkpoint with random weights, for tests and demos.
+
+The file holds a one-level UNet (320 channels, so ComfyUI still detects SD15 / EPS),
+a full-size CLIP-L text encoder (its size is fixed by ComfyUI's config) and a TAESD
+VAE, under the usual SD1.5 key prefixes. ComfyUI's core CheckpointLoaderSimple loads
+it like any SD1.5 checkpoint, and a 128x128 img2img run takes about a second on CPU,
+so tests can exercise real sampling without downloading gigabytes of weights.
+
+Key names and shapes come from ComfyUI's own model classes, so the file always
+matches the ComfyUI tree it is made for. Every weight is drawn from a seeded
+torch.Generator: the same seed and ComfyUI version give a byte-identical file.
+
+    python scripts/make_test_checkpoint.py --comfyui DIR --out PATH [--seed 0] [--dtype fp16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+from safetensors.torch import save
+
+DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+
+# The smallest UNet that ComfyUI's model detection still reads as SD15: 320 base
+# channels, 768-wide cross-attention with conv proj_in, one level with one res
+# block, and a transformer in every block (input, middle and output).
+UNET_CONFIG = {
+    "image_size": 32,
+    "in_channels": 4,
+    "out_channels": 4,
+    "model_channels": 320,
+    "num_res_blocks": [1],
+    "channel_mult": [1],
+    "transformer_depth": [1],
+    "transformer_depth_output": [1, 1],
+    "transformer_depth_middle": 1,
+    "context_dim": 768,
+    "num_heads": 8,
+    "use_spatial_transformer": True,
+    "use_linear_in_transformer": False,
+    "legacy": False,
+}
+
+# TAESD's latent scale and shift are a normalisation, not learned features. The
+# random encoder's raw latents have std ~0.4; a scale of 0.1 lifts them towards
+# real SD latents (std ~5 before the 0.18215 latent factor), so img2img noise and
+# image content mix as they do with real weights, and the decoder gets back the
+# range it produced.
+FIXED_VALUES = {"first_stage_model.vae_scale": 0.1, "first_stage_model.vae_shift": 0.0}
+
+
+def build_state_dict(comfyui_dir: Path) -> tuple[dict[str, torch.Tensor], str]:
+    """Return ComfyUI's SD1.5 modules' tensors under checkpoint key names (values
+    uninitialised), and the key prefix of the VAE decoder's last conv."""
+    import comfy.cli_args
+
+    # Making weights needs no accelerator, and ComfyUI's device probe at import
+    # fails on machines with a CUDA build of torch but no GPU.
+    comfy.cli_args.args.cpu = True
+
+    import comfy.clip_model
+    import comfy.ops
+    import comfy.taesd.taesd
+    from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel
+
+    # disable_weight_init skips PyTorch's default init: every value is replaced below.
+    ops = comfy.ops.disable_weight_init
+    with open(comfyui_dir / "comfy" / "sd1_clip_config.json") as f:
+        clip_config = json.load(f)
+
+    taesd = comfy.taesd.taesd.TAESD()
+    parts = {
+        "model.diffusion_model.": UNetModel(**UNET_CONFIG, operations=ops),
+        # SD1.5 checkpoints carry only the text model, not CLIPTextModel's
+        # text_projection: ComfyUI's SD15 loader would rename that key into an
+        # unexpected one.
+        "cond_stage_model.transformer.text_model.": comfy.clip_model.CLIPTextModel_(
+            clip_config, torch.float32, None, ops
+        ),
+        "first_stage_model.": taesd,
+    }
+    state = {prefix + key: tensor for prefix, module in parts.items() for key, tensor in module.state_dict().items()}
+    return state, f"first_stage_model.taesd_decoder.{len(taesd.taesd_decoder) - 1}."
+
+
+def random_tensor(name: str, like: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Draw a value for one tensor so that activations stay O(1) through the network.
+
+    Default inits would not do: the original SD modules zero their output layers
+    (e.g. the UNet's out.2), which makes the model's output identically zero.
+    """
+    if name in FIXED_VALUES:
+        return torch.full(like.shape, FIXED_VALUES[name])
+    noise = torch.randn(like.shape, generator=gen)
+    if name.endswith("embedding.weight"):
+        # Token and position embeddings feed a LayerNorm; unit scale keeps them
+        # from being swamped by the residual branches.
+        return noise
+    if like.dim() >= 2:
+        # Linear and conv weights: variance 1/fan_in preserves activation scale.
+        fan_in = math.prod(like.shape[1:])
+        return noise / math.sqrt(fan_in)
+    if name.endswith(".weight"):
+        # The only 1-D weights are GroupNorm / LayerNorm scales.
+        return 1.0 + 0.1 * noise
+    return 0.1 * noise
+
+
+def make_checkpoint(comfyui_dir: Path, out: Path, seed: int, dtype: torch.dtype) -> int:
+    """Write the checkpoint to ``out`` atomically; return the UNet parameter count."""
+    gen = torch.Generator().manual_seed(seed)
+    state, image_out = build_state_dict(comfyui_dir)
+    # Integer buffers (ids, counters) carry meaning, not weights: keep them.
+    tensors = {
+        name: random_tensor(name, like, gen) if like.is_floating_point() else like.contiguous()
+        for name, like in state.items()
+    }
+    # The decoder's last conv turns non-negative ReLU features into pixels in [0, 1]:
+    # zero-mean weights and a mid-grey bias keep decoded images mostly inside that
+    # range instead of clamping to black or white.
+    weight = tensors[image_out + "weight"]
+    tensors[image_out + "weight"] = weight - weight.mean(dim=(1, 2, 3), keepdim=True)
+    tensors[image_out + "bias"] = torch.full_like(tensors[image_out + "bias"], 0.5)
+    tensors = {name: t.to(dtype) if t.is_floating_point() else t for name, t in tensors.items()}
+    unet_params = sum(t.numel() for name, t in tensors.items() if name.startswith("model.diffusion_model."))
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # A temp file in the same folder makes os.replace atomic, so an interrupted run
+    # never leaves a truncated checkpoint at ``out``.
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        # A single metadata entry: safetensors writes several in random order,
+        # which would break byte-identical output.
+        data = save(tensors, metadata={"description": f"random test weights, seed {seed}"})
+        # Writing the bytes ourselves: safetensors' save_file creates files with
+        # mode 0600, which other users (e.g. a ComfyUI service) could not read.
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return unet_params
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--comfyui", type=Path, required=True, help="ComfyUI source tree")
+    parser.add_argument("--out", type=Path, required=True, help="output .safetensors path")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--dtype", choices=DTYPES, default="fp16")
+    args = parser.parse_args()
+    comfyui_dir = args.comfyui.resolve()
+    # The model classes come from the ComfyUI tree the checkpoint is made for.
+    sys.path.insert(0, str(comfyui_dir))
+
+    start = time.perf_counter()
+    unet_params = make_checkpoint(comfyui_dir, args.out, args.seed, DTYPES[args.dtype])
+    size_mb = args.out.stat().st_size / 1e6
+    print(
+        f"wrote {args.out} ({size_mb:.0f} MB, UNet {unet_params / 1e6:.1f}M params) "
+        f"in {time.perf_counter() - start:.1f}s"
+    )
+
+
+if __name__ == "__main__":
+    main()
