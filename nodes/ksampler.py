@@ -8,36 +8,67 @@ from .core.noise import BATCH_SEEDS
 from .core.strength import STRENGTH_MODES
 from .sampling import PLAN_KEY, check_latent_channels, noise_for, run, schedule_for_strength
 
-SEED_INPUT = ("INT", {
-    "default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "control_after_generate": True,
-    "tooltip": "Seed of the initial noise, drawn on the CPU exactly as core KSampler draws it.",
-})
-STEPS_INPUT = ("INT", {
-    "default": 20, "min": 1, "max": 10000,
-    "tooltip": "N: the number of steps of the full schedule that the strength is cut from.",
-})
-DENOISE_INPUT = ("FLOAT", {
-    "default": 0.6, "min": 0.0, "max": 1.0, "step": 0.01,
-    "tooltip": "Strength: 0 returns the input unchanged, 1 starts from pure noise like txt2img.",
-})
-SAMPLER_INPUT = (comfy.samplers.KSampler.SAMPLERS, {
-    "tooltip": "The sampler. The pack runs its own loop for the samplers it implements and ComfyUI's for the rest.",
-})
-SCHEDULER_INPUT = (comfy.samplers.KSampler.SCHEDULERS, {
-    "tooltip": "How the full N-step ladder of noise levels is spaced.",
-})
-STRENGTH_MODE_INPUT = (list(STRENGTH_MODES), {
-    "default": STRENGTH_MODES[0],
-    "tooltip": (
-        "steps_x_denoise: run the last ⌊N·denoise⌋ of N steps (diffusers, KSamplerAdvanced). "
-        "a1111: AUTOMATIC1111's ⌊min(denoise, 0.999)·N⌋ + 1 steps. "
-        "comfy: core KSampler's stretched ladder of ⌊N/denoise⌋ steps, of which the last N run."
-    ),
-})
-BATCH_SEED_INPUT = (list(BATCH_SEEDS), {
-    "default": BATCH_SEEDS[0],
-    "tooltip": "comfy: one noise stream for the batch, as core. per_image: image i uses seed + i, like a single run.",
-})
+SEED_INPUT = (
+    "INT",
+    {
+        "default": 0,
+        "min": 0,
+        "max": 0xFFFFFFFFFFFFFFFF,
+        "control_after_generate": True,
+        "tooltip": "Seed of the initial noise, drawn on the CPU exactly as core KSampler draws it.",
+    },
+)
+STEPS_INPUT = (
+    "INT",
+    {
+        "default": 20,
+        "min": 1,
+        "max": 10000,
+        "tooltip": "N: the number of steps of the full schedule that the strength is cut from.",
+    },
+)
+DENOISE_INPUT = (
+    "FLOAT",
+    {
+        "default": 0.6,
+        "min": 0.0,
+        "max": 1.0,
+        "step": 0.01,
+        "tooltip": "Strength: 0 returns the input unchanged, 1 starts from pure noise like txt2img.",
+    },
+)
+SAMPLER_INPUT = (
+    comfy.samplers.KSampler.SAMPLERS,
+    {
+        "tooltip": "The sampler. The pack runs its own loop for the samplers it implements and ComfyUI's for the rest.",
+    },
+)
+SCHEDULER_INPUT = (
+    comfy.samplers.KSampler.SCHEDULERS,
+    {
+        "tooltip": "How the full N-step ladder of noise levels is spaced.",
+    },
+)
+STRENGTH_MODE_INPUT = (
+    list(STRENGTH_MODES),
+    {
+        "default": STRENGTH_MODES[0],
+        "tooltip": (
+            "steps_x_denoise: run the last ⌊N·denoise⌋ of N steps (diffusers, KSamplerAdvanced). "
+            "a1111: AUTOMATIC1111's ⌊min(denoise, 0.999)·N⌋ + 1 steps. "
+            "comfy: core KSampler's stretched ladder of ⌊N/denoise⌋ steps, of which the last N run."
+        ),
+    },
+)
+BATCH_SEED_INPUT = (
+    list(BATCH_SEEDS),
+    {
+        "default": BATCH_SEEDS[0],
+        "tooltip": (
+            "comfy: one noise stream for the batch, as core. per_image: image i uses seed + i, like a single run."
+        ),
+    },
+)
 
 
 def plan_output(schedule, note: str = "") -> dict:
@@ -62,13 +93,23 @@ class Img2ImgKSampler:
                 "model": ("MODEL", {"tooltip": "The diffusion model that denoises."}),
                 "positive": ("CONDITIONING", {"tooltip": "What the image should show."}),
                 "negative": ("CONDITIONING", {"tooltip": "What the image should not show."}),
-                "latent_image": ("LATENT", {"tooltip": "The encoded input image, or a latent from Img2ImgNoiseAtStrength."}),
+                "latent_image": (
+                    "LATENT",
+                    {"tooltip": "The encoded input image, or a latent from Img2ImgNoiseAtStrength."},
+                ),
                 "seed": SEED_INPUT,
                 "steps": STEPS_INPUT,
-                "cfg": ("FLOAT", {
-                    "default": 7.0, "min": 0.0, "max": 100.0, "step": 0.1, "round": 0.01,
-                    "tooltip": "Classifier-free guidance scale: how strongly the prompt steers each step.",
-                }),
+                "cfg": (
+                    "FLOAT",
+                    {
+                        "default": 7.0,
+                        "min": 0.0,
+                        "max": 100.0,
+                        "step": 0.1,
+                        "round": 0.01,
+                        "tooltip": "Classifier-free guidance scale: how strongly the prompt steers each step.",
+                    },
+                ),
                 "sampler_name": SAMPLER_INPUT,
                 "scheduler": SCHEDULER_INPUT,
                 "denoise": DENOISE_INPUT,
@@ -77,8 +118,21 @@ class Img2ImgKSampler:
             }
         }
 
-    def sample(self, model, positive, negative, latent_image, seed, steps, cfg, sampler_name, scheduler, denoise,
-               strength_mode, batch_seed):
+    def sample(
+        self,
+        model,
+        positive,
+        negative,
+        latent_image,
+        seed,
+        steps,
+        cfg,
+        sampler_name,
+        scheduler,
+        denoise,
+        strength_mode,
+        batch_seed,
+    ):
         record = latent_image.get(PLAN_KEY)
         out = {key: value for key, value in latent_image.items() if key != PLAN_KEY}
         if record is not None and record["noised"] is latent_image["samples"]:
@@ -94,6 +148,17 @@ class Img2ImgKSampler:
         if schedule.model_steps == 0:
             out["samples"] = clean
         else:
-            out["samples"] = run(model, positive, negative, cfg, sampler_name, schedule, clean, noise,
-                                 latent_image.get("noise_mask"), seed, noised)
+            out["samples"] = run(
+                model,
+                positive,
+                negative,
+                cfg,
+                sampler_name,
+                schedule,
+                clean,
+                noise,
+                latent_image.get("noise_mask"),
+                seed,
+                noised,
+            )
         return {"ui": plan_output(schedule, note), "result": (out,)}

@@ -33,10 +33,13 @@ class Img2ImgLoadImage:
         files = sorted(name for name in os.listdir(input_dir) if os.path.isfile(os.path.join(input_dir, name)))
         return {
             "required": {
-                "image": (folder_paths.filter_files_content_types(files, ["image"]), {
-                    "image_upload": True,
-                    "tooltip": "A file in ComfyUI's input folder, or a path inside it such as 'photos/cat.png'.",
-                }),
+                "image": (
+                    folder_paths.filter_files_content_types(files, ["image"]),
+                    {
+                        "image_upload": True,
+                        "tooltip": "A file in ComfyUI's input folder, or a path inside it such as 'photos/cat.png'.",
+                    },
+                ),
             }
         }
 

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from .ksampler import (
-    BATCH_SEED_INPUT, DENOISE_INPUT, SAMPLER_INPUT, SCHEDULER_INPUT, SEED_INPUT, STEPS_INPUT, STRENGTH_MODE_INPUT,
+    BATCH_SEED_INPUT,
+    DENOISE_INPUT,
+    SAMPLER_INPUT,
+    SCHEDULER_INPUT,
+    SEED_INPUT,
+    STEPS_INPUT,
+    STRENGTH_MODE_INPUT,
     plan_output,
 )
 from .sampling import PLAN_KEY, check_latent_channels, noise_for, noised_latent, schedule_for_strength

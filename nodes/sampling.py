@@ -117,7 +117,9 @@ class ContinueFromNoised(comfy.samplers.KSAMPLER):
         super().__init__(sampler_function, extra_options or {}, inpaint_options or {})
         self.noised = noised
 
-    def sample(self, model_wrap, sigmas, extra_args, callback, noise, latent_image=None, denoise_mask=None, disable_pbar=False):
+    def sample(
+        self, model_wrap, sigmas, extra_args, callback, noise, latent_image=None, denoise_mask=None, disable_pbar=False
+    ):
         extra_args["denoise_mask"] = denoise_mask
         model_k = comfy.samplers.KSamplerX0Inpaint(model_wrap, sigmas)
         model_k.latent_image = latent_image
@@ -145,7 +147,9 @@ def sampler_for(model, sampler_name: str, noised: torch.Tensor | None) -> comfy.
         if noised is None:
             return comfy_sampler
         if not isinstance(comfy_sampler, comfy.samplers.KSAMPLER):
-            raise ValueError(f"sampler_name {sampler_name!r} cannot continue from a latent noised by Img2ImgNoiseAtStrength")
+            raise ValueError(
+                f"sampler_name {sampler_name!r} cannot continue from a latent noised by Img2ImgNoiseAtStrength"
+            )
         function, inpaint_options = comfy_sampler.sampler_function, comfy_sampler.inpaint_options
     if noised is None:
         return comfy.samplers.KSAMPLER(function, inpaint_options=inpaint_options)
@@ -174,8 +178,14 @@ def run(
     guider.set_conds(positive, negative)
     guider.set_cfg(cfg)
     samples = guider.sample(
-        noise, clean, sampler, schedule.sigmas, denoise_mask=noise_mask, callback=callback,
-        disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=seed,
+        noise,
+        clean,
+        sampler,
+        schedule.sigmas,
+        denoise_mask=noise_mask,
+        callback=callback,
+        disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED,
+        seed=seed,
     )
     return samples.to(comfy.model_management.intermediate_device())
 

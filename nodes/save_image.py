@@ -25,11 +25,14 @@ class Img2ImgSaveImage:
         return {
             "required": {
                 "images": ("IMAGE", {"tooltip": "The images to save."}),
-                "filename_prefix": ("STRING", {
-                    "default": "img2img",
-                    "tooltip": "File name prefix inside the output folder; may name subfolders ('runs/cat') and "
-                               "use %date:yyyy-MM-dd%-style tokens like core SaveImage.",
-                }),
+                "filename_prefix": (
+                    "STRING",
+                    {
+                        "default": "img2img",
+                        "tooltip": "File name prefix inside the output folder; may name subfolders ('runs/cat') and "
+                        "use %date:yyyy-MM-dd%-style tokens like core SaveImage.",
+                    },
+                ),
             },
             "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"},
         }

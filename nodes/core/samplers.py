@@ -19,7 +19,9 @@ def to_d(x: torch.Tensor, sigma: torch.Tensor, denoised: torch.Tensor) -> torch.
     return (x - denoised) / sigma
 
 
-def ancestral_step(sigma_from: torch.Tensor, sigma_to: torch.Tensor, eta: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+def ancestral_step(
+    sigma_from: torch.Tensor, sigma_to: torch.Tensor, eta: float = 1.0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Split a step into a deterministic part down to sigma_down and fresh noise of sigma_up."""
     if not eta:
         return sigma_to, torch.zeros_like(sigma_to)
@@ -28,7 +30,9 @@ def ancestral_step(sigma_from: torch.Tensor, sigma_to: torch.Tensor, eta: float 
     return sigma_down, sigma_up
 
 
-def default_noise_sampler(x: torch.Tensor, seed: int | None = None) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+def default_noise_sampler(
+    x: torch.Tensor, seed: int | None = None
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """Fresh noise for ancestral steps, from its own generator on x's device (as ComfyUI's)."""
     generator = None
     if seed is not None:
@@ -44,7 +48,9 @@ def _step_callback(callback: Callback, x, i, sigma, denoised) -> None:
 
 
 @torch.no_grad()
-def sample_euler(model: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, extra_args=None, callback: Callback = None, disable=None):
+def sample_euler(
+    model: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, extra_args=None, callback: Callback = None, disable=None
+):
     """Euler's method on the probability-flow ODE (Karras et al. 2022, Algorithm 2 without churn)."""
     extra_args = extra_args or {}
     s_in = x.new_ones([x.shape[0]])
@@ -57,8 +63,15 @@ def sample_euler(model: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, extra_a
 
 @torch.no_grad()
 def sample_euler_ancestral(
-    model: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, extra_args=None, callback: Callback = None, disable=None,
-    eta: float = 1.0, s_noise: float = 1.0, noise_sampler=None,
+    model: Denoiser,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    extra_args=None,
+    callback: Callback = None,
+    disable=None,
+    eta: float = 1.0,
+    s_noise: float = 1.0,
+    noise_sampler=None,
 ):
     """Euler steps down to sigma_down, then fresh noise back up to sigma_next."""
     extra_args = extra_args or {}

@@ -79,7 +79,7 @@ def sigmas_for_strength(plan: StrengthPlan, ladder: torch.Tensor) -> torch.Tenso
     if plan.model_steps == 0:
         return ladder[:0]
     if plan.mode == "comfy":
-        return ladder[-(plan.model_steps + 1):]
+        return ladder[-(plan.model_steps + 1) :]
     if plan.start_index >= len(ladder) - 1:
         return ladder[:0]
-    return ladder[plan.start_index:]
+    return ladder[plan.start_index :]

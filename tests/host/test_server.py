@@ -10,8 +10,12 @@ import pytest
 from PIL import Image
 
 NODE_IDS = (
-    "Img2ImgLoadImage", "Img2ImgVAEEncode", "Img2ImgNoiseAtStrength",
-    "Img2ImgKSampler", "Img2ImgVAEDecode", "Img2ImgSaveImage",
+    "Img2ImgLoadImage",
+    "Img2ImgVAEEncode",
+    "Img2ImgNoiseAtStrength",
+    "Img2ImgKSampler",
+    "Img2ImgVAEDecode",
+    "Img2ImgSaveImage",
 )
 
 
@@ -71,10 +75,16 @@ def test_saving_twice_never_overwrites(server, api_graph):
 
 @pytest.mark.parametrize(
     ("node", "name", "value", "needle"),
-    [("7", "steps", 0, "steps"), ("7", "denoise", 1.5, "denoise"), ("4", "image", "../../etc/passwd", "image"),
-     ("4", "image", "missing.png", "missing.png")],
+    [
+        ("7", "steps", 0, "steps"),
+        ("7", "denoise", 1.5, "denoise"),
+        ("4", "image", "../../etc/passwd", "image"),
+        ("4", "image", "missing.png", "missing.png"),
+    ],
 )
-def test_bad_values_are_refused_at_validation_and_the_server_keeps_serving(server, api_graph, node, name, value, needle):
+def test_bad_values_are_refused_at_validation_and_the_server_keeps_serving(
+    server, api_graph, node, name, value, needle
+):
     graph = api_graph(seed=105, **{f"{node}.{name}": value})
     status, answer = server.post_json("/prompt", {"prompt": graph})
     assert status == 400

@@ -7,7 +7,16 @@ import textwrap
 from pack_under_test import PACK_ROOT, REGISTER_PACK
 
 CORE_MODULES = sorted(p.stem for p in (PACK_ROOT / "nodes" / "core").glob("*.py") if p.stem != "__init__")
-HOST_MODULES = ("comfy", "comfy_api", "comfy_execution", "folder_paths", "server", "execution", "latent_preview", "nodes")
+HOST_MODULES = (
+    "comfy",
+    "comfy_api",
+    "comfy_execution",
+    "folder_paths",
+    "server",
+    "execution",
+    "latent_preview",
+    "nodes",
+)
 
 
 def test_core_modules_import_without_comfyui():

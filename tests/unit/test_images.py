@@ -37,6 +37,8 @@ def test_image_round_trip_and_metadata():
     back, _ = pil_to_image_and_mask(pictures[1])
     assert torch.allclose(back[0], image[1], atol=0.5 / 255 + 1e-6)
     buffer = io.BytesIO()
-    pictures[0].save(buffer, format="PNG", pnginfo=png_metadata({"1": {"class_type": "X"}}, {"workflow": {"nodes": []}}))
+    pictures[0].save(
+        buffer, format="PNG", pnginfo=png_metadata({"1": {"class_type": "X"}}, {"workflow": {"nodes": []}})
+    )
     text = Image.open(io.BytesIO(buffer.getvalue())).text
     assert json.loads(text["prompt"]) == {"1": {"class_type": "X"}} and json.loads(text["workflow"]) == {"nodes": []}

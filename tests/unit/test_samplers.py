@@ -46,7 +46,9 @@ def test_one_model_call_per_step_and_a_callback_each(name):
     calls, seen = [], []
     sigmas = SCHEDULES["normal"](DiscreteModelSigmas.scaled_linear(), 6)
     x = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(1))
-    SAMPLERS[name](gaussian_denoiser(calls), x, sigmas, extra_args={"seed": 3}, callback=lambda step: seen.append(step["i"]))
+    SAMPLERS[name](
+        gaussian_denoiser(calls), x, sigmas, extra_args={"seed": 3}, callback=lambda step: seen.append(step["i"])
+    )
     assert len(calls) == 6 and seen == list(range(6))
 
 

@@ -14,8 +14,17 @@ def a1111_reference(steps: int, denoise: float) -> tuple[int, int]:
 
 @pytest.mark.parametrize(
     ("steps", "denoise", "start", "model_steps"),
-    [(20, 0.5, 10, 10), (20, 1.0, 0, 20), (10, 0.3, 7, 3), (100, 0.57, 43, 57), (100, 0.29, 71, 29),
-     (20, 0.04, 20, 0), (1, 0.99, 1, 0), (1, 1.0, 0, 1), (30, 0.75, 8, 22)],
+    [
+        (20, 0.5, 10, 10),
+        (20, 1.0, 0, 20),
+        (10, 0.3, 7, 3),
+        (100, 0.57, 43, 57),
+        (100, 0.29, 71, 29),
+        (20, 0.04, 20, 0),
+        (1, 0.99, 1, 0),
+        (1, 1.0, 0, 1),
+        (30, 0.75, 8, 22),
+    ],
 )
 def test_steps_x_denoise_runs_the_last_floor_n_s_steps(steps, denoise, start, model_steps):
     plan = plan_strength("steps_x_denoise", steps, denoise)
@@ -48,9 +57,16 @@ def test_zero_strength_selects_no_step(mode):
 
 @pytest.mark.parametrize(
     ("mode", "steps", "denoise", "needle"),
-    [("steps_x_denoise", 0, 0.5, "steps"), ("steps_x_denoise", -3, 0.5, "steps"), ("comfy", 20, -0.1, "denoise"),
-     ("comfy", 20, 1.5, "denoise"), ("a1111", 20, math.nan, "denoise"), ("a1111", 20, math.inf, "denoise"),
-     ("sideways", 20, 0.5, "strength_mode"), ("comfy", 2.5, 0.5, "steps")],
+    [
+        ("steps_x_denoise", 0, 0.5, "steps"),
+        ("steps_x_denoise", -3, 0.5, "steps"),
+        ("comfy", 20, -0.1, "denoise"),
+        ("comfy", 20, 1.5, "denoise"),
+        ("a1111", 20, math.nan, "denoise"),
+        ("a1111", 20, math.inf, "denoise"),
+        ("sideways", 20, 0.5, "strength_mode"),
+        ("comfy", 2.5, 0.5, "steps"),
+    ],
 )
 def test_bad_input_names_the_input(mode, steps, denoise, needle):
     with pytest.raises(ValueError, match=needle):
