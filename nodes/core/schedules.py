@@ -109,6 +109,60 @@ def exponential(model: ModelSigmas, steps: int) -> torch.Tensor:
     return torch.cat([log_sigmas.exp(), torch.zeros(1)])
 
 
+def _beta_cdf(x: float, a: float, b: float) -> float:
+    """The regularized incomplete beta function I_x(a, b), by its continued fraction (Lentz)."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    if x > (a + 1) / (a + b + 2):  # the fraction converges fast only below the mean: use symmetry
+        return 1.0 - _beta_cdf(1.0 - x, b, a)
+    front = math.exp(a * math.log(x) + b * math.log1p(-x) - math.log(a) - math.lgamma(a) - math.lgamma(b) + math.lgamma(a + b))
+    tiny = 1e-300
+    c, d = 1.0, 1.0 - (a + b) * x / (a + 1)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    result = d
+    for m in range(1, 300):
+        for numerator in (
+            m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+            -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1)),
+        ):
+            d = 1.0 + numerator * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + numerator / c
+            c = c if abs(c) > tiny else tiny
+            result *= c * d
+        if abs(c * d - 1.0) < 1e-15:
+            break
+    return front * result
+
+
+def beta_ppf(q: float, a: float, b: float) -> float:
+    """The inverse of the beta distribution's CDF, by bisection (monotone, so always converges)."""
+    if q <= 0.0 or q >= 1.0:
+        return min(max(q, 0.0), 1.0)
+    low, high = 0.0, 1.0
+    for _ in range(100):
+        mid = (low + high) / 2
+        if _beta_cdf(mid, a, b) < q:
+            low = mid
+        else:
+            high = mid
+    return (low + high) / 2
+
+
+def beta(model: ModelSigmas, steps: int, alpha: float = 0.6, beta: float = 0.6) -> torch.Tensor:
+    """Training timesteps at beta-distribution quantiles (Lee et al. 2024), repeats dropped."""
+    last = len(model.sigmas) - 1
+    values, previous = [], None
+    for i in range(steps):
+        t = round(beta_ppf(1.0 - i / steps, alpha, beta) * last)
+        if t != previous:
+            values.append(float(model.sigmas[t]))
+        previous = t
+    return _ladder([*values, 0.0])
+
+
 Schedule = Callable[[ModelSigmas, int], torch.Tensor]
 
 SCHEDULES: dict[str, Schedule] = {
@@ -118,4 +172,5 @@ SCHEDULES: dict[str, Schedule] = {
     "simple": simple,
     "sgm_uniform": sgm_uniform,
     "ddim_uniform": ddim_uniform,
+    "beta": beta,
 }

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from comfyui_img2img.nodes.core.schedules import SCHEDULES, DiscreteModelSigmas
+from comfyui_img2img.nodes.core.schedules import SCHEDULES, DiscreteModelSigmas, beta_ppf
 
 SD15 = DiscreteModelSigmas.scaled_linear()
 
@@ -38,3 +38,15 @@ def test_karras_is_uniform_in_sigma_to_the_one_over_rho():
     spacing = ladder ** (1 / 7)
     steps = spacing[:-1] - spacing[1:]
     assert torch.allclose(steps, steps.mean().expand_as(steps), rtol=1e-4)
+
+
+@pytest.mark.parametrize(("a", "b"), [(0.6, 0.6), (0.5, 0.7), (2.0, 3.0)])
+def test_beta_ppf_matches_scipy(a, b):
+    stats = pytest.importorskip("scipy.stats")
+    for q in [0.0, 1e-9, 0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 1 - 1e-9, 1.0]:
+        assert beta_ppf(q, a, b) == pytest.approx(float(stats.beta.ppf(q, a, b)), abs=1e-9)
+
+
+def test_beta_schedule_drops_repeated_timesteps():
+    ladder = SCHEDULES["beta"](SD15, 200)
+    assert len(ladder) < 201 and bool((ladder[:-1] > ladder[1:]).all())
