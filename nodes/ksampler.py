@@ -137,13 +137,13 @@ class Img2ImgKSampler:
         out = {key: value for key, value in latent_image.items() if key != PLAN_KEY}
         if record is not None and record["noised"] is latent_image["samples"]:
             schedule, clean, noise, seed = record["schedule"], record["clean"], record["noise"], record["seed"]
-            noised = latent_image["samples"]
+            start = record["start"]
             note = " · continued from Img2ImgNoiseAtStrength, its plan and seed"
         else:
             clean = check_latent_channels(model, latent_image["samples"])
             schedule = schedule_for_strength(model, sampler_name, scheduler, steps, denoise, strength_mode)
             noise = noise_for(latent_image, clean, seed, batch_seed)
-            noised = None
+            start = None
             note = ""
         if schedule.model_steps == 0:
             out["samples"] = clean
@@ -159,6 +159,6 @@ class Img2ImgKSampler:
                 noise,
                 latent_image.get("noise_mask"),
                 seed,
-                noised,
+                start,
             )
         return {"ui": plan_output(schedule, note), "result": (out,)}

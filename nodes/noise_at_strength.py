@@ -12,7 +12,7 @@ from .ksampler import (
     STRENGTH_MODE_INPUT,
     plan_output,
 )
-from .sampling import PLAN_KEY, check_latent_channels, noise_for, noised_latent, schedule_for_strength
+from .sampling import PLAN_KEY, check_latent_channels, noise_for, noised_start, schedule_for_strength
 
 
 class Img2ImgNoiseAtStrength:
@@ -46,7 +46,15 @@ class Img2ImgNoiseAtStrength:
         clean = check_latent_channels(model, latent["samples"])
         schedule = schedule_for_strength(model, sampler_name, scheduler, steps, denoise, strength_mode)
         noise = noise_for(latent, clean, seed, batch_seed)
-        noised = clean if schedule.model_steps == 0 else noised_latent(model, clean, noise, schedule)
+        start = None if schedule.model_steps == 0 else noised_start(model, clean, noise, schedule)
+        noised = clean if start is None else model.model.process_latent_out(start)
         out = {**latent, "samples": noised}
-        out[PLAN_KEY] = {"schedule": schedule, "clean": clean, "noise": noise, "noised": noised, "seed": seed}
+        out[PLAN_KEY] = {
+            "schedule": schedule,
+            "clean": clean,
+            "noise": noise,
+            "seed": seed,
+            "noised": noised,
+            "start": start,
+        }
         return {"ui": plan_output(schedule), "result": (out,)}

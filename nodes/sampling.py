@@ -95,15 +95,13 @@ def noise_for(latent: dict, samples: torch.Tensor, seed: int, batch_seed: str) -
     return initial_noise(samples.shape, seed, batch_seed, latent.get("batch_index"), dtype=samples.dtype)
 
 
-def noised_latent(model, samples: torch.Tensor, noise: torch.Tensor, schedule: Schedule) -> torch.Tensor:
-    """``samples`` noised to the schedule's first sigma by the model's own rule, in LATENT space."""
-    inner = model.model
+def noised_start(model, samples: torch.Tensor, noise: torch.Tensor, schedule: Schedule) -> torch.Tensor:
+    """``samples`` noised to the schedule's first sigma by the model's own rule, in the model's space."""
     sigma = schedule.sigmas[0]
-    in_model_space = inner.process_latent_in(samples) if torch.count_nonzero(samples) > 0 else samples
-    noised = model_sampling(model).noise_scaling(
+    in_model_space = model.model.process_latent_in(samples) if torch.count_nonzero(samples) > 0 else samples
+    return model_sampling(model).noise_scaling(
         sigma, noise.to(samples.dtype), in_model_space, is_max_denoise(model, float(sigma))
     )
-    return inner.process_latent_out(noised)
 
 
 class ContinueFromNoised(comfy.samplers.KSAMPLER):
@@ -113,9 +111,9 @@ class ContinueFromNoised(comfy.samplers.KSAMPLER):
     that is sigma·noise + (1 − sigma)·latent, which would shrink a latent noised once already.
     """
 
-    def __init__(self, sampler_function, noised: torch.Tensor, extra_options=None, inpaint_options=None) -> None:
+    def __init__(self, sampler_function, start: torch.Tensor, extra_options=None, inpaint_options=None) -> None:
         super().__init__(sampler_function, extra_options or {}, inpaint_options or {})
-        self.noised = noised
+        self.start = start  # in the model's space: a round trip through LATENT space would cost precision
 
     def sample(
         self, model_wrap, sigmas, extra_args, callback, noise, latent_image=None, denoise_mask=None, disable_pbar=False
@@ -124,7 +122,7 @@ class ContinueFromNoised(comfy.samplers.KSAMPLER):
         model_k = comfy.samplers.KSamplerX0Inpaint(model_wrap, sigmas)
         model_k.latent_image = latent_image
         model_k.noise = noise
-        x = model_wrap.inner_model.process_latent_in(self.noised.to(noise.device, noise.dtype))
+        x = self.start.to(noise.device, noise.dtype)
         total_steps = len(sigmas) - 1
         k_callback = None
         if callback is not None:
@@ -135,7 +133,7 @@ class ContinueFromNoised(comfy.samplers.KSAMPLER):
         return model_wrap.inner_model.model_sampling.inverse_noise_scaling(sigmas[-1], samples)
 
 
-def sampler_for(model, sampler_name: str, noised: torch.Tensor | None) -> comfy.samplers.Sampler:
+def sampler_for(model, sampler_name: str, start: torch.Tensor | None) -> comfy.samplers.Sampler:
     """The pack's own loop where the core has the sampler, else ComfyUI's, over the pack's sigmas."""
     flow = isinstance(model_sampling(model), comfy.model_sampling.CONST)
     own = core_samplers.SAMPLERS.get(sampler_name)
@@ -144,16 +142,16 @@ def sampler_for(model, sampler_name: str, noised: torch.Tensor | None) -> comfy.
         inpaint_options = {}
     else:
         comfy_sampler = comfy.samplers.sampler_object(sampler_name)
-        if noised is None:
+        if start is None:
             return comfy_sampler
         if not isinstance(comfy_sampler, comfy.samplers.KSAMPLER):
             raise ValueError(
                 f"sampler_name {sampler_name!r} cannot continue from a latent noised by Img2ImgNoiseAtStrength"
             )
         function, inpaint_options = comfy_sampler.sampler_function, comfy_sampler.inpaint_options
-    if noised is None:
+    if start is None:
         return comfy.samplers.KSAMPLER(function, inpaint_options=inpaint_options)
-    return ContinueFromNoised(function, noised, inpaint_options=inpaint_options)
+    return ContinueFromNoised(function, start, inpaint_options=inpaint_options)
 
 
 def run(
@@ -167,12 +165,12 @@ def run(
     noise: torch.Tensor,
     noise_mask: torch.Tensor | None,
     seed: int,
-    noised: torch.Tensor | None = None,
+    start: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Sample ``schedule.sigmas`` from ``clean`` + ``noise`` (or from ``noised`` when given)."""
+    """Sample ``schedule.sigmas`` from ``clean`` + ``noise``, or from ``start`` (already noised) when given."""
     if not math.isfinite(cfg):
         raise ValueError(f"cfg must be a finite number, got {cfg!r}")
-    sampler = sampler_for(model, sampler_name, noised)
+    sampler = sampler_for(model, sampler_name, start)
     callback = latent_preview.prepare_callback(model, schedule.model_steps)
     guider = comfy.samplers.CFGGuider(model)
     guider.set_conds(positive, negative)

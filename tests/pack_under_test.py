@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 PACK_ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = PACK_ROOT / "example_workflows" / "input" / "sample.png"
 
 # Also run by the clean-interpreter test in a fresh python.
 REGISTER_PACK = f"""

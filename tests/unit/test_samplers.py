@@ -41,7 +41,7 @@ def test_euler_converges_to_the_exact_ode_solution_at_first_order():
     assert 1.8 < coarse / fine < 2.2
 
 
-@pytest.mark.parametrize("name", sorted(SAMPLERS))
+@pytest.mark.parametrize("name", ["euler", "euler_ancestral", "lms", "dpmpp_2m", "dpmpp_2m_sde", "ddim"])
 def test_one_model_call_per_step_and_a_callback_each(name):
     calls, seen = [], []
     sigmas = SCHEDULES["normal"](DiscreteModelSigmas.scaled_linear(), 6)
