@@ -136,7 +136,8 @@ class Img2ImgKSampler:
         record = latent_image.get(PLAN_KEY)
         out = {key: value for key, value in latent_image.items() if key != PLAN_KEY}
         if record is not None and record["noised"] is latent_image["samples"]:
-            schedule, clean, noise, seed = record["schedule"], record["clean"], record["noise"], record["seed"]
+            schedule, clean, noise = record["schedule"], record["clean"], record["noise"]
+            seed, batch_seed = record["seed"], record["batch_seed"]
             start = record["start"]
             note = " · continued from Img2ImgNoiseAtStrength, its plan and seed"
         else:
@@ -159,6 +160,7 @@ class Img2ImgKSampler:
                 noise,
                 latent_image.get("noise_mask"),
                 seed,
+                batch_seed,
                 start,
             )
         return {"ui": plan_output(schedule, note), "result": (out,)}

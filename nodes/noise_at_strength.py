@@ -54,6 +54,7 @@ class Img2ImgNoiseAtStrength:
             "clean": clean,
             "noise": noise,
             "seed": seed,
+            "batch_seed": batch_seed,
             "noised": noised,
             "start": start,
         }

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import comfy.k_diffusion.sampling
 import comfy.model_management
 import comfy.model_sampling
 import comfy.sample
@@ -26,10 +27,6 @@ from .core.strength import StrengthPlan, plan_strength, sigmas_for_strength
 # The key under which the pack's own state rides along in a LATENT dict. Core nodes copy the
 # dict and ignore unknown keys, so the pack's latents stay usable by them and theirs by the pack.
 PLAN_KEY = "img2img"
-
-# ComfyUI's ancestral samplers switch to a rectified-flow form for flow models; the core's do
-# not (yet), so for those models ComfyUI's own implementation runs.
-_EPS_ONLY_SAMPLERS = frozenset({"euler_ancestral"})
 
 
 @dataclass(frozen=True)
@@ -133,25 +130,62 @@ class ContinueFromNoised(comfy.samplers.KSAMPLER):
         return model_wrap.inner_model.model_sampling.inverse_noise_scaling(sigmas[-1], samples)
 
 
-def sampler_for(model, sampler_name: str, start: torch.Tensor | None) -> comfy.samplers.Sampler:
+def _brownian_noise(x: torch.Tensor, sigma_min, sigma_max, seed: int | None):
+    """ComfyUI's Brownian-tree noise, as its SDE samplers draw it by default."""
+    return comfy.k_diffusion.sampling.BrownianTreeNoiseSampler(x, sigma_min, sigma_max, seed=seed, cpu=True)
+
+
+def _stepwise_noise(x: torch.Tensor, sigma_min, sigma_max, seed: int | None):
+    return core_samplers.default_noise_sampler(x, seed)
+
+
+def _per_image(make_noise_sampler):
+    """Fresh noise for image i drawn as a single-image run with seed + i draws it."""
+
+    def make(x: torch.Tensor, sigma_min, sigma_max, seed: int | None):
+        samplers = [
+            make_noise_sampler(x[i : i + 1], sigma_min, sigma_max, None if seed is None else seed + i)
+            for i in range(x.shape[0])
+        ]
+        return lambda sigma, sigma_next: torch.cat([sample(sigma, sigma_next) for sample in samplers])
+
+    return make
+
+
+def own_sampler_options(model, sampler_name: str, batch_seed: str) -> dict:
+    """What the core sampler needs to know that ComfyUI's looks up in its model wrapper."""
+    sampling = model_sampling(model)
+    flow = isinstance(sampling, comfy.model_sampling.CONST)
+    options = {}
+    if sampler_name in core_samplers.FLOW_AWARE:
+        options["flow"] = flow
+    if flow and sampler_name in core_samplers.FLOW_START:
+        options["flow_start_sigma"] = float(sampling.percent_to_sigma(core_samplers.FLOW_START_PERCENT))
+    if sampler_name in core_samplers.STOCHASTIC:
+        make = _brownian_noise if sampler_name in core_samplers.BROWNIAN else _stepwise_noise
+        options["make_noise_sampler"] = _per_image(make) if batch_seed == "per_image" else make
+    return options
+
+
+def sampler_for(model, sampler_name: str, batch_seed: str, start: torch.Tensor | None) -> comfy.samplers.Sampler:
     """The pack's own loop where the core has the sampler, else ComfyUI's, over the pack's sigmas."""
-    flow = isinstance(model_sampling(model), comfy.model_sampling.CONST)
+    comfy_sampler = comfy.samplers.sampler_object(sampler_name)
     own = core_samplers.SAMPLERS.get(sampler_name)
-    if own is not None and not (flow and sampler_name in _EPS_ONLY_SAMPLERS):
-        function = own
-        inpaint_options = {}
+    if own is None and start is None:
+        return comfy_sampler
+    if own is None and not isinstance(comfy_sampler, comfy.samplers.KSAMPLER):
+        raise ValueError(
+            f"sampler_name {sampler_name!r} cannot continue from a latent noised by Img2ImgNoiseAtStrength"
+        )
+    if own is None:
+        function, options = comfy_sampler.sampler_function, comfy_sampler.extra_options
     else:
-        comfy_sampler = comfy.samplers.sampler_object(sampler_name)
-        if start is None:
-            return comfy_sampler
-        if not isinstance(comfy_sampler, comfy.samplers.KSAMPLER):
-            raise ValueError(
-                f"sampler_name {sampler_name!r} cannot continue from a latent noised by Img2ImgNoiseAtStrength"
-            )
-        function, inpaint_options = comfy_sampler.sampler_function, comfy_sampler.inpaint_options
+        function, options = own, own_sampler_options(model, sampler_name, batch_seed)
+    # ComfyUI's "ddim" is euler with fresh noise for the kept region of a mask: keep its inpaint options.
+    inpaint_options = getattr(comfy_sampler, "inpaint_options", {})
     if start is None:
-        return comfy.samplers.KSAMPLER(function, inpaint_options=inpaint_options)
-    return ContinueFromNoised(function, start, inpaint_options=inpaint_options)
+        return comfy.samplers.KSAMPLER(function, options, inpaint_options)
+    return ContinueFromNoised(function, start, options, inpaint_options)
 
 
 def run(
@@ -165,12 +199,13 @@ def run(
     noise: torch.Tensor,
     noise_mask: torch.Tensor | None,
     seed: int,
+    batch_seed: str,
     start: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Sample ``schedule.sigmas`` from ``clean`` + ``noise``, or from ``start`` (already noised) when given."""
     if not math.isfinite(cfg):
         raise ValueError(f"cfg must be a finite number, got {cfg!r}")
-    sampler = sampler_for(model, sampler_name, start)
+    sampler = sampler_for(model, sampler_name, batch_seed, start)
     callback = latent_preview.prepare_callback(model, schedule.model_steps)
     guider = comfy.samplers.CFGGuider(model)
     guider.set_conds(positive, negative)
