@@ -5,7 +5,7 @@ from __future__ import annotations
 import comfy.samplers
 
 from .core.noise import BATCH_SEEDS
-from .core.strength import STRENGTH_MODES
+from .core.strength import STRENGTH_MODES, validate_steps_and_denoise
 from .sampling import PLAN_KEY, check_latent_channels, noise_for, run, schedule_for_strength
 
 SEED_INPUT = (
@@ -133,6 +133,7 @@ class Img2ImgKSampler:
         strength_mode,
         batch_seed,
     ):
+        validate_steps_and_denoise(steps, denoise)  # also when they are unused: a bad value is a mistake
         record = latent_image.get(PLAN_KEY)
         out = {key: value for key, value in latent_image.items() if key != PLAN_KEY}
         if record is not None and record["noised"] is latent_image["samples"]:

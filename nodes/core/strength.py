@@ -80,6 +80,9 @@ def sigmas_for_strength(plan: StrengthPlan, ladder: torch.Tensor) -> torch.Tenso
         return ladder[:0]
     if plan.mode == "comfy":
         return ladder[-(plan.model_steps + 1) :]
+    if len(ladder) - 1 > plan.ladder_steps:
+        # The run still ends at step N, at sigma 0, as KSamplerAdvanced's end_at_step = N does.
+        ladder = torch.cat([ladder[: plan.ladder_steps], ladder.new_zeros(1)])
     if plan.start_index >= len(ladder) - 1:
         return ladder[:0]
     return ladder[plan.start_index :]

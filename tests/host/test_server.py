@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -101,12 +102,13 @@ def test_a_malformed_graph_gets_node_errors(server, api_graph):
     assert server.get_json("/system_stats")
 
 
-def test_an_execution_error_names_the_input_and_the_server_keeps_serving(server, api_graph):
-    graph = api_graph(seed=107, **{"7.cfg": float("nan")})
-    entry = server.wait(server.queue(graph))
+@pytest.mark.parametrize(("name", "value"), [("cfg", float("nan")), ("denoise", float("nan"))])
+def test_an_execution_error_names_the_input_and_the_server_keeps_serving(server, api_graph, name, value):
+    # NaN passes ComfyUI's min/max validation (every comparison with NaN is false): the node refuses it.
+    entry = server.wait(server.queue(api_graph(seed=107, **{f"7.{name}": value, "6.denoise": 0.6})))
     assert entry["status"]["status_str"] == "error"
     error = next(m[1] for m in entry["status"]["messages"] if m[0] == "execution_error")
-    assert error["node_type"] in ("Img2ImgKSampler",) and "cfg" in error["exception_message"]
+    assert error["node_type"] == "Img2ImgKSampler" and name in error["exception_message"]
     assert server.wait(server.queue(api_graph(seed=108)))["status"]["status_str"] == "success"
 
 
@@ -114,3 +116,18 @@ def test_the_log_shows_the_pack_imported(server):
     log = server.log()
     assert re.search(r"seconds: .*custom_nodes/comfyui-img2img\s*$", log, re.MULTILINE), log[-3000:]
     assert not re.search(r"IMPORT FAILED.*img2img|img2img.*IMPORT FAILED", log)
+
+
+def test_interrupt_stops_the_sampler_between_steps_and_the_next_prompt_runs(server, api_graph):
+    prefix = "interrupted/run"
+    prompt_id = server.queue(api_graph(seed=109, **{"6.steps": 10000, "6.denoise": 1.0, "9.filename_prefix": prefix}))
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not server.get_json("/queue")["queue_running"]:
+        time.sleep(0.05)
+    time.sleep(1.0)  # into the sampling loop: 10000 steps would take many minutes
+    server.post_json("/interrupt", {})
+    entry = server.wait(prompt_id, timeout=60)
+    assert entry["status"]["status_str"] == "error"
+    assert "execution_interrupted" in [message[0] for message in entry["status"]["messages"]]
+    assert not (server.output_dir / "interrupted").exists()
+    assert server.wait(server.queue(api_graph(seed=110)))["status"]["status_str"] == "success"

@@ -50,3 +50,20 @@ def test_beta_ppf_matches_scipy(a, b):
 def test_beta_schedule_drops_repeated_timesteps():
     ladder = SCHEDULES["beta"](SD15, 200)
     assert len(ladder) < 201 and bool((ladder[:-1] > ladder[1:]).all())
+
+
+def test_karras_and_exponential_equal_k_diffusion():
+    sampling = pytest.importorskip("k_diffusion.sampling")
+    low, high = float(SD15.sigma_min), float(SD15.sigma_max)
+    for steps in (1, 7, 20):
+        assert torch.equal(SCHEDULES["karras"](SD15, steps), sampling.get_sigmas_karras(steps, low, high))
+        assert torch.equal(SCHEDULES["exponential"](SD15, steps), sampling.get_sigmas_exponential(steps, low, high))
+
+
+def test_normal_and_the_table_equal_k_diffusions_discrete_schedule():
+    external = pytest.importorskip("k_diffusion.external")
+    reference = external.DiscreteSchedule(SD15.sigmas, quantize=True)
+    for steps in (3, 10, 25):
+        assert torch.allclose(SCHEDULES["normal"](SD15, steps), reference.get_sigmas(steps), rtol=1e-6, atol=0)
+    sigmas = torch.tensor([0.03, 0.5, 3.0, 14.0])
+    assert torch.equal(SD15.timestep(sigmas), reference.sigma_to_t(sigmas).long())

@@ -81,3 +81,10 @@ def test_sigmas_for_strength_cuts_the_ladder_as_each_anchor_does():
     short = torch.tensor([14.0, 5.0, 1.0, 0.0])
     assert sigmas_for_strength(plan_strength("steps_x_denoise", 5, 0.4), short).numel() == 0
     assert sigmas_for_strength(StrengthPlan("comfy", 2, 0.4, 5, 3), short).tolist() == [5.0, 1.0, 0.0]
+
+
+def test_a_longer_ladder_still_ends_at_step_n_at_zero():
+    # ddim_uniform's stride can give one step more than asked for
+    ladder = torch.tensor([14.0, 9.0, 5.0, 2.0, 1.0, 0.5, 0.0])
+    assert sigmas_for_strength(plan_strength("steps_x_denoise", 5, 0.4), ladder).tolist() == [2.0, 1.0, 0.0]
+    assert sigmas_for_strength(StrengthPlan("comfy", 2, 0.4, 5, 3), ladder).tolist() == [1.0, 0.5, 0.0]
