@@ -43,7 +43,7 @@ class Schedule:
             **self.plan.as_dict(),
             "model_steps": self.model_steps,
             "sigma_start": float(self.sigmas[0]) if self.model_steps else 0.0,
-            "sigmas": [round(float(s), 6) for s in self.sigmas],
+            "sigma_end": float(self.sigmas[-1]) if self.model_steps else 0.0,
         }
 
     def summary(self) -> str:

@@ -288,15 +288,16 @@ class Server:
         with urllib.request.urlopen(self.url + path, timeout=30) as response:
             return json.load(response)
 
-    def post_json(self, path: str, body: object) -> tuple[int, object]:
+    def post_json(self, path: str, body: object) -> tuple[int, object | None]:
         request = urllib.request.Request(
             self.url + path, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
         )
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
-                return response.status, json.load(response)
+                status, body = response.status, response.read()
         except urllib.error.HTTPError as error:
-            return error.code, json.load(error)
+            status, body = error.code, error.read()
+        return status, json.loads(body) if body else None  # /interrupt answers with an empty body
 
     def queue(self, prompt: dict, extra_data: dict | None = None) -> str:
         status, answer = self.post_json(
