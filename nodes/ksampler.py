@@ -142,7 +142,7 @@ class Img2ImgKSampler:
             start = record["start"]
             note = " · continued from Img2ImgNoiseAtStrength, its plan and seed"
         else:
-            clean = check_latent_channels(model, latent_image["samples"])
+            clean = check_latent_channels(model, latent_image["samples"], "latent_image")
             schedule = schedule_for_strength(model, sampler_name, scheduler, steps, denoise, strength_mode)
             noise = noise_for(latent_image, clean, seed, batch_seed)
             start = None

@@ -43,7 +43,7 @@ class Img2ImgNoiseAtStrength:
         }
 
     def noise(self, model, latent, seed, steps, denoise, sampler_name, scheduler, strength_mode, batch_seed):
-        clean = check_latent_channels(model, latent["samples"])
+        clean = check_latent_channels(model, latent["samples"], "latent")
         schedule = schedule_for_strength(model, sampler_name, scheduler, steps, denoise, strength_mode)
         noise = noise_for(latent, clean, seed, batch_seed)
         start = None if schedule.model_steps == 0 else noised_start(model, clean, noise, schedule)

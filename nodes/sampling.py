@@ -223,13 +223,13 @@ def run(
     return samples.to(comfy.model_management.intermediate_device())
 
 
-def check_latent_channels(model, samples: torch.Tensor) -> torch.Tensor:
+def check_latent_channels(model, samples: torch.Tensor, input_name: str) -> torch.Tensor:
     """Core's empty-latent fix-up, then a clear error for a latent of another model family."""
     samples = comfy.sample.fix_empty_latent_channels(model, samples)
     expected = model.get_model_object("latent_format").latent_channels
     if samples.ndim < 4 or samples.shape[1] != expected:
         raise ValueError(
-            f"latent has {samples.shape[1] if samples.ndim > 1 else '?'} channels (shape {tuple(samples.shape)}), "
+            f"{input_name} has shape {tuple(samples.shape)}: {samples.shape[1] if samples.ndim > 1 else '?'} channels, "
             f"but this model expects {expected}: encode the image with this model's VAE"
         )
     return samples

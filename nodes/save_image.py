@@ -1,19 +1,40 @@
-"""Img2ImgSaveImage: PNGs in ComfyUI's output folder, with the graph in their metadata, never overwriting."""
+"""Img2ImgSaveImage: images in ComfyUI's output folder with their graph and A1111 parameters, never overwriting."""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import folder_paths
 from comfy.cli_args import args
 
-from .core.images import image_to_pil, png_metadata
+from .core.encode import FILE_EXTENSIONS, FORMATS, encode_image
+from .core.parameters import format_parameters, parameters_from_prompt
+
+
+def _source_stem(source_name: str) -> str:
+    """The source file's name without folders or extension, safe inside a file name."""
+    stem = Path(source_name.replace("\\", "/")).stem
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in stem).strip(".") or "image"
+
+
+def _write_new(folder: str, stem: str, extension: str, counter: int, data: bytes) -> tuple[str, int]:
+    """Write ``data`` under the first free ``stem_NNNNN_.ext`` from ``counter`` on; never replace a file."""
+    while True:
+        name = f"{stem}_{counter:05}_{extension}"
+        try:
+            # "x": another writer may take the name between core's listing of the folder and this open.
+            with open(os.path.join(folder, name), "xb") as handle:
+                handle.write(data)
+            return name, counter
+        except FileExistsError:
+            counter += 1
 
 
 class Img2ImgSaveImage:
     DESCRIPTION = (
-        "Saves images as PNG in ComfyUI's output folder with the prompt and workflow in their metadata, "
-        "so the file can be dragged back into ComfyUI. An existing file is never overwritten."
+        "Saves images in ComfyUI's output folder with the prompt and workflow in their metadata (drag the file back "
+        "into ComfyUI to get the graph) and AUTOMATIC1111-style parameters for image browsers. Never overwrites a file."
     )
     CATEGORY = "img2img"
     FUNCTION = "save"
@@ -25,43 +46,60 @@ class Img2ImgSaveImage:
         return {
             "required": {
                 "images": ("IMAGE", {"tooltip": "The images to save."}),
-                "filename_prefix": (
-                    "STRING",
-                    {
-                        "default": "img2img",
-                        "tooltip": "File name prefix inside the output folder; may name subfolders ('runs/cat') and "
-                        "use %date:yyyy-MM-dd%-style tokens like core SaveImage.",
-                    },
-                ),
+                "filename_prefix": ("STRING", {
+                    "default": "img2img",
+                    "tooltip": "File name prefix inside the output folder; may name subfolders ('runs/cat') and "
+                               "use %date:yyyy-MM-dd%-style tokens like core SaveImage.",
+                }),
+                "format": (list(FORMATS), {
+                    "default": FORMATS[0],
+                    "tooltip": "png: 8-bit PNG. png16: 16-bit PNG. webp, jpeg: smaller files, metadata in EXIF.",
+                }),
+                "quality": ("INT", {
+                    "default": 95, "min": 1, "max": 100,
+                    "tooltip": "Quality of webp and jpeg files (png is lossless).",
+                }),
             },
-            "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"},
-        }
+            "optional": {
+                "source_name": ("STRING", {
+                    "forceInput": True,
+                    "tooltip": "The source file name (Img2ImgLoadImage's filename): outputs are named after it.",
+                }),
+            },
+            "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO", "unique_id": "UNIQUE_ID"},
+        }  # fmt: skip
 
-    def save(self, images, filename_prefix, prompt=None, extra_pnginfo=None):
+    def save(self, images, filename_prefix, format, quality, source_name=None, prompt=None, extra_pnginfo=None,
+             unique_id=None):  # fmt: skip
+        if images.ndim != 4 or images.shape[0] == 0:
+            raise ValueError(f"images: expected a non-empty IMAGE batch, got shape {tuple(images.shape)}")
+        if format not in FORMATS:
+            raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
+        height, width = images.shape[1:3]
         output_dir = folder_paths.get_output_directory()
-        pictures = image_to_pil(images)
-        if not pictures:
-            raise ValueError("images: the batch is empty, there is nothing to save")
         try:
-            folder, name, counter, subfolder, _ = folder_paths.get_save_image_path(
-                filename_prefix, output_dir, pictures[0].width, pictures[0].height
+            folder, stem, counter, subfolder, _ = folder_paths.get_save_image_path(
+                filename_prefix, output_dir, width, height
             )
-        except Exception as error:  # core raises a bare Exception for prefixes that leave the folder
-            raise ValueError(f"filename_prefix: {filename_prefix!r} is not allowed ({error})") from error
+        except Exception as error:  # core raises a bare Exception for a prefix that leaves the folder
+            raise ValueError(f"filename_prefix {filename_prefix!r} is not allowed: {error}") from error
+        sources = source_name.splitlines() if source_name else []
         os.makedirs(folder, exist_ok=True)
-        metadata = None if args.disable_metadata else png_metadata(prompt, extra_pnginfo)
+        parameters = None
+        if not args.disable_metadata and prompt is not None and unique_id is not None:
+            found = parameters_from_prompt(prompt, unique_id, size=(width, height))
+            parameters = format_parameters(found) if found else None
         results = []
-        for batch_number, picture in enumerate(pictures):
-            stem = name.replace("%batch_num%", str(batch_number))
-            while True:
-                file = f"{stem}_{counter:05}_.png"
+        for batch_number, image in enumerate(images):
+            data = encode_image(
+                image, format, prompt, extra_pnginfo, parameters, quality=quality, metadata=not args.disable_metadata
+            )
+            item_stem = stem.replace("%batch_num%", str(batch_number))
+            if sources:  # named after its source: image i of a folder batch after file i
+                item_stem = f"{item_stem}_{_source_stem(sources[min(batch_number, len(sources) - 1)])}"
+                name, _ = _write_new(folder, item_stem, FILE_EXTENSIONS[format], 1, data)
+            else:
+                name, counter = _write_new(folder, item_stem, FILE_EXTENSIONS[format], counter, data)
                 counter += 1
-                try:
-                    # "x": another writer may take the name between our listing and this open.
-                    with open(os.path.join(folder, file), "xb") as handle:
-                        picture.save(handle, format="PNG", pnginfo=metadata, compress_level=4)
-                    break
-                except FileExistsError:
-                    continue
-            results.append({"filename": file, "subfolder": subfolder, "type": "output"})
+            results.append({"filename": name, "subfolder": subfolder, "type": "output"})
         return {"ui": {"images": results}}

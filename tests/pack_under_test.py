@@ -7,7 +7,10 @@ import structure ComfyUI sees, under a name that cannot shadow ComfyUI's own ``n
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from pathlib import Path
+from types import ModuleType
 
 PACK_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = PACK_ROOT / "example_workflows" / "input" / "sample.png"
@@ -22,6 +25,23 @@ sys.modules.setdefault("comfyui_img2img", _pack)
 """
 
 exec(REGISTER_PACK)
+
+
+def import_comfyui(comfyui: Path) -> None:
+    """Make the host's ComfyUI importable in this process, on the CPU (tests only: it is no package)."""
+    if str(comfyui) not in sys.path:
+        sys.path.insert(0, str(comfyui))
+    import comfy.cli_args
+
+    comfy.cli_args.args.cpu = True  # before comfy.model_management picks a device
+
+
+def load_nodes() -> ModuleType:
+    """Run the pack's ``__init__`` into the package the tests import it as, as ComfyUI loads it."""
+    pack = sys.modules["comfyui_img2img"]
+    if not hasattr(pack, "NODE_CLASS_MAPPINGS"):
+        importlib.util.spec_from_file_location(pack.__name__, PACK_ROOT / "__init__.py").loader.exec_module(pack)
+    return pack
 
 
 def pytest_collect_directory(path: Path, parent):

@@ -9,7 +9,7 @@ import types
 
 import pytest
 
-from pack_under_test import PACK_ROOT, SAMPLE
+from pack_under_test import PACK_ROOT, SAMPLE, import_comfyui, load_nodes
 
 _spec = importlib.util.spec_from_file_location("img2img_host", PACK_ROOT / "scripts" / "host.py")
 host_harness = importlib.util.module_from_spec(_spec)
@@ -26,10 +26,24 @@ def comfy_host():
 
 
 @pytest.fixture(scope="session")
-def server(comfy_host, tmp_path_factory):
-    with host_harness.Server(comfy_host, tmp_path_factory.mktemp("comfyui")) as running:
-        shutil.copy(SAMPLE, running.input_dir / SAMPLE.name)
-        yield running
+def start_server(comfy_host, tmp_path_factory):
+    """Starts servers with the sample image in their input folder; all are stopped after the session."""
+    started = []
+
+    def start(*extra_args: str):
+        server = host_harness.Server(comfy_host, tmp_path_factory.mktemp("comfyui"), extra_args=extra_args)
+        started.append(server.start())
+        shutil.copy(SAMPLE, server.input_dir / SAMPLE.name)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def server(start_server):
+    return start_server()
 
 
 @pytest.fixture
@@ -53,18 +67,12 @@ def comfy_runtime(comfy_host):
     The exactness tests call the pack's and core's node classes side by side on the same model,
     thousands of times; through the HTTP server that would take hours. It is the same host code.
     """
-    sys.path.insert(0, str(comfy_host.comfyui))  # test-only: ComfyUI is not an installed package
-    import comfy.cli_args
-
-    comfy.cli_args.args.cpu = True  # set before comfy.model_management picks a device
+    import_comfyui(comfy_host.comfyui)
     import comfy.utils
     import nodes as comfy_nodes
     from comfy_extras.nodes_model_advanced import ModelSamplingSD3
 
-    # Run the pack's __init__ into the package the tests import it as, as ComfyUI loads it.
-    pack = sys.modules["comfyui_img2img"]
-    importlib.util.spec_from_file_location(pack.__name__, PACK_ROOT / "__init__.py").loader.exec_module(pack)
-
+    pack = load_nodes()
     comfy.utils.PROGRESS_BAR_ENABLED = False
     model, clip, vae = comfy_nodes.CheckpointLoaderSimple().load_checkpoint(host_harness.TEST_CHECKPOINT)[:3]
     encode = comfy_nodes.CLIPTextEncode().encode

@@ -1,0 +1,196 @@
+"""The two ends of the graph in a real server: uploads, loading, folder batches, saving with metadata, guards."""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+from a1111_infotext import read_infotext
+from PIL import Image
+
+
+def png_bytes(picture: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def upload(server, name: str, data: bytes, subfolder: str = "") -> dict:
+    answer = requests.post(
+        f"{server.url}/upload/image",
+        files={"image": (name, data, "application/octet-stream")},
+        data={"subfolder": subfolder, "type": "input"},
+        timeout=30,
+    )
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def load_and_save(image: str, prefix: str, **load_inputs) -> dict:
+    """A graph without a model: Img2ImgLoadImage straight into Img2ImgSaveImage."""
+    load = {
+        "image": image, "frames": "first", "folder": "", "index": 0, "limit": 1, "width": 0, "height": 0,
+        "multiple": 8, "fit": "crop", "method": "lanczos", **load_inputs,
+    }  # fmt: skip
+    return {
+        "1": {"class_type": "Img2ImgLoadImage", "inputs": load},
+        "2": {"class_type": "Img2ImgSaveImage", "inputs": {
+            "images": ["1", 0], "filename_prefix": prefix, "format": "png", "quality": 95, "source_name": ["1", 2]}},
+    }  # fmt: skip
+
+
+def saved(server, entry) -> list[Path]:
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    images = [image for output in entry["outputs"].values() for image in output.get("images", [])]
+    return [server.output_dir / image["subfolder"] / image["filename"] for image in images]
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    return {str(path.relative_to(root)): path.read_bytes() for path in root.rglob("*") if path.is_file()}
+
+
+def test_an_uploaded_picture_loads_and_saves_pixel_exact(server):
+    rng = np.random.default_rng(1)
+    pixels = rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)
+    upload(server, "noise picture.png", png_bytes(Image.fromarray(pixels)))
+    [path] = saved(server, server.wait(server.queue(load_and_save("noise picture.png", "exact/copy"))))
+    assert path.name == "copy_noise_picture_00001_.png"
+    with Image.open(path) as png:
+        assert np.array_equal(np.asarray(png.convert("RGB")), pixels)
+
+
+def test_the_img2img_png_carries_workflow_and_a1111_parameters(server, api_graph):
+    workflow = {"nodes": [{"id": 4, "type": "Img2ImgLoadImage"}], "links": [], "version": 0.4}
+    entry = server.wait(server.queue(api_graph(seed=4242), {"extra_pnginfo": {"workflow": workflow}}))
+    [path] = saved(server, entry)
+    with Image.open(path) as png:
+        assert json.loads(png.text["workflow"]) == workflow
+        prompt, negative, values = read_infotext(png.text["parameters"])
+    assert (prompt, negative) == ("a watercolor painting of hills at sunset", "blurry, low quality")
+    assert values["Steps"] == "20" and values["Seed"] == "4242" and values["Denoising strength"] == "0.6"
+    assert values["Sampler"] == "Euler" and values["Size"] == "128x128" and values["CFG scale"] == "7"
+    assert values["Model"] == "img2img-test-sd15"
+
+
+@pytest.mark.parametrize(("image_format", "suffix"), [("webp", ".webp"), ("jpeg", ".jpg"), ("png16", ".png")])
+def test_other_formats_are_written(server, image_format, suffix):
+    upload(server, "gradient.png", png_bytes(Image.linear_gradient("L").resize((64, 48)).convert("RGB")))
+    graph = load_and_save("gradient.png", f"formats/{image_format}")
+    graph["2"]["inputs"]["format"] = image_format
+    [path] = saved(server, server.wait(server.queue(graph)))
+    assert path.suffix == suffix
+    with Image.open(path) as picture:
+        assert picture.size == (64, 48)
+    if image_format == "png16":
+        assert path.read_bytes()[24] == 16  # IHDR bit depth
+
+
+def test_folder_mode_walks_the_folder_in_sorted_order_and_names_outputs_after_sources(server):
+    for name, value in [("b.png", 40), ("a.png", 20), ("c.png", 60)]:
+        upload(server, name, png_bytes(Image.new("RGB", (16, 16), (value, value, value))), subfolder="walk")
+    [second] = saved(
+        server, server.wait(server.queue(load_and_save("sample.png", "walked/one", folder="walk", index=1)))
+    )
+    assert "_b_" in second.name
+    with Image.open(second) as png:
+        assert png.getpixel((0, 0)) == (40, 40, 40)
+    everything = saved(
+        server, server.wait(server.queue(load_and_save("sample.png", "walked/all", folder="walk", limit=0)))
+    )
+    assert [path.name.split("_")[1] for path in everything] == ["a", "b", "c"]
+
+
+def test_fitting_makes_both_sides_a_multiple(server):
+    upload(server, "odd.png", png_bytes(Image.new("RGB", (130, 67), (10, 200, 30))))
+    [path] = saved(server, server.wait(server.queue(load_and_save("odd.png", "fit/odd", fit="pad", multiple=64))))
+    with Image.open(path) as png:
+        assert png.size == (192, 128)
+
+
+@pytest.mark.parametrize(
+    ("inputs", "needle"),
+    [({"image": "../../etc/passwd"}, "image"), ({"image": "/etc/passwd"}, "image"),
+     ({"folder": "../.."}, "folder"), ({"folder": "walk/../../x"}, "folder"), ({"image": "escape.png"}, "outside")],
+)  # fmt: skip
+def test_names_that_leave_the_input_folder_are_refused(server, inputs, needle):
+    link = server.input_dir / "escape.png"
+    if not link.is_symlink():
+        link.symlink_to(Path(__file__).resolve().parents[2] / "icon.png")
+    before = tree(server.output_dir)
+    inputs = {"image": "sample.png", **inputs}
+    status, answer = server.post_json("/prompt", {"prompt": load_and_save(inputs.pop("image"), "never", **inputs)})
+    assert status == 400 and needle in json.dumps(answer["node_errors"]["1"])
+    assert tree(server.output_dir) == before and server.get_json("/system_stats")
+
+
+def test_a_prefix_that_leaves_the_output_folder_is_refused_and_nothing_is_overwritten(server):
+    outside = server.output_dir.parent / "evil_00001_.png"
+    entry = server.wait(server.queue(load_and_save("sample.png", "../evil")))
+    assert entry["status"]["status_str"] == "error" and not outside.exists()
+    keep = server.output_dir / "keep_00001_.png"
+    keep.write_bytes(b"a user's file")
+    graph = load_and_save("sample.png", "keep")
+    del graph["2"]["inputs"]["source_name"]
+    [path] = saved(server, server.wait(server.queue(graph)))
+    assert path.name == "keep_00002_.png" and keep.read_bytes() == b"a user's file"
+
+
+def test_a_decompression_bomb_is_refused_before_decoding(server):
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        import zlib
+
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = chunk(b"IHDR", struct.pack(">IIBBBBB", 30000, 30000, 8, 2, 0, 0, 0))
+    upload(server, "bomb.png", b"\x89PNG\r\n\x1a\n" + header + chunk(b"IDAT", b"") + chunk(b"IEND", b""))
+    status, answer = server.post_json("/prompt", {"prompt": load_and_save("bomb.png", "bomb")})
+    errors = json.dumps(answer["node_errors"]["1"])
+    assert status == 400 and "bomb.png" in errors and "pixels" in errors
+    assert server.get_json("/system_stats")
+
+
+def test_disable_metadata_is_honoured(start_server):
+    bare = start_server("--disable-metadata")
+    [path] = saved(bare, bare.wait(bare.queue(load_and_save("sample.png", "bare"), {"extra_pnginfo": {"a": 1}})))
+    with Image.open(path) as png:
+        assert png.text == {}
+
+
+def test_a_changed_file_under_the_same_name_runs_again(server):
+    def put(colour):
+        answer = requests.post(
+            f"{server.url}/upload/image",
+            files={"image": ("changing.png", png_bytes(Image.new("RGB", (8, 8), colour)), "image/png")},
+            data={"type": "input", "overwrite": "true"},
+            timeout=30,
+        )
+        assert answer.status_code == 200 and answer.json()["name"] == "changing.png"
+
+    put((255, 0, 0))
+    [red] = saved(server, server.wait(server.queue(load_and_save("changing.png", "changing/run"))))
+    put((0, 0, 255))
+    [blue] = saved(server, server.wait(server.queue(load_and_save("changing.png", "changing/run"))))
+    with Image.open(red) as first, Image.open(blue) as second:
+        assert first.getpixel((0, 0)) == (255, 0, 0) and second.getpixel((0, 0)) == (0, 0, 255)
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "needle"),
+    [("empty.png", b"", "empty"), ("notes.png", b"just text", "not an image")],
+)
+def test_unreadable_files_are_validation_errors_naming_them(server, name, data, needle):
+    upload(server, name, data)
+    status, answer = server.post_json("/prompt", {"prompt": load_and_save(name, "never")})
+    assert status == 400
+    assert name in json.dumps(answer["node_errors"]["1"]) and needle in json.dumps(answer["node_errors"]["1"])
+
+
+def test_an_index_past_the_folder_is_a_validation_error(server):
+    upload(server, "only.png", png_bytes(Image.new("RGB", (8, 8))), subfolder="short")
+    status, answer = server.post_json("/prompt", {"prompt": load_and_save("sample.png", "x", folder="short", index=3)})
+    assert status == 400 and "index" in json.dumps(answer["node_errors"]["1"])
