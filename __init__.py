@@ -6,7 +6,9 @@ Registered through the V1 mappings, which ComfyUI 0.3.75 and every later release
 from .nodes.ksampler import Img2ImgKSampler
 from .nodes.load_image import Img2ImgLoadImage
 from .nodes.noise_at_strength import Img2ImgNoiseAtStrength
+from .nodes.routes import register_routes
 from .nodes.save_image import Img2ImgSaveImage
+from .nodes.sweep import Img2ImgDenoiseSweep
 from .nodes.vae import Img2ImgVAEDecode, Img2ImgVAEEncode
 
 NODE_CLASS_MAPPINGS = {
@@ -16,6 +18,7 @@ NODE_CLASS_MAPPINGS = {
     "Img2ImgKSampler": Img2ImgKSampler,
     "Img2ImgVAEDecode": Img2ImgVAEDecode,
     "Img2ImgSaveImage": Img2ImgSaveImage,
+    "Img2ImgDenoiseSweep": Img2ImgDenoiseSweep,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
@@ -25,8 +28,11 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "Img2ImgKSampler": "KSampler (img2img)",
     "Img2ImgVAEDecode": "VAE Decode (img2img)",
     "Img2ImgSaveImage": "Save Image (img2img)",
+    "Img2ImgDenoiseSweep": "Denoise Sweep (img2img)",
 }
 
 WEB_DIRECTORY = "./js"
+
+register_routes()
 
 __all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS", "WEB_DIRECTORY"]

@@ -6,7 +6,7 @@ import comfy.samplers
 
 from .core.noise import BATCH_SEEDS
 from .core.strength import STRENGTH_MODES, validate_steps_and_denoise
-from .sampling import PLAN_KEY, check_latent_channels, noise_for, run, schedule_for_strength
+from .sampling import PLAN_KEY, check_latent_channels, model_sampling, noise_for, run, schedule_for_strength
 
 SEED_INPUT = (
     "INT",
@@ -143,7 +143,9 @@ class Img2ImgKSampler:
             note = " · continued from Img2ImgNoiseAtStrength, its plan and seed"
         else:
             clean = check_latent_channels(model, latent_image["samples"], "latent_image")
-            schedule = schedule_for_strength(model, sampler_name, scheduler, steps, denoise, strength_mode)
+            schedule = schedule_for_strength(
+                model_sampling(model), sampler_name, scheduler, steps, denoise, strength_mode
+            )
             noise = noise_for(latent_image, clean, seed, batch_seed)
             start = None
             note = ""

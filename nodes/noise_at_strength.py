@@ -12,7 +12,7 @@ from .ksampler import (
     STRENGTH_MODE_INPUT,
     plan_output,
 )
-from .sampling import PLAN_KEY, check_latent_channels, noise_for, noised_start, schedule_for_strength
+from .sampling import PLAN_KEY, check_latent_channels, model_sampling, noise_for, noised_start, schedule_for_strength
 
 
 class Img2ImgNoiseAtStrength:
@@ -44,7 +44,7 @@ class Img2ImgNoiseAtStrength:
 
     def noise(self, model, latent, seed, steps, denoise, sampler_name, scheduler, strength_mode, batch_seed):
         clean = check_latent_channels(model, latent["samples"], "latent")
-        schedule = schedule_for_strength(model, sampler_name, scheduler, steps, denoise, strength_mode)
+        schedule = schedule_for_strength(model_sampling(model), sampler_name, scheduler, steps, denoise, strength_mode)
         noise = noise_for(latent, clean, seed, batch_seed)
         start = None if schedule.model_steps == 0 else noised_start(model, clean, noise, schedule)
         noised = clean if start is None else model.model.process_latent_out(start)

@@ -52,7 +52,7 @@ class Schedule:
         first = self.plan.ladder_steps - self.model_steps + 1
         return (
             f"steps {first}–{self.plan.ladder_steps} of {self.plan.ladder_steps} · {self.model_steps} model steps · "
-            f"σ {float(self.sigmas[0]):.4g}→{float(self.sigmas[-1]):.4g} ({self.plan.mode})"
+            f"σ {float(self.sigmas[0]):.3g}→{float(self.sigmas[-1]):.3g} ({self.plan.mode})"
         )
 
 
@@ -60,12 +60,12 @@ def model_sampling(model) -> object:
     return model.get_model_object("model_sampling")
 
 
-def full_ladder(model, sampler_name: str, scheduler: str, steps: int) -> torch.Tensor:
-    """The scheduler's sigmas for ``steps`` steps, computed by the core where it has the scheduler."""
+def full_ladder(sampling, sampler_name: str, scheduler: str, steps: int) -> torch.Tensor:
+    """The scheduler's sigmas for ``steps`` steps of a model's ``model_sampling``, computed by the core where
+    it has the scheduler."""
     discard_penultimate = sampler_name in comfy.samplers.KSampler.DISCARD_PENULTIMATE_SIGMA_SAMPLERS
     if discard_penultimate:
         steps += 1
-    sampling = model_sampling(model)
     if scheduler in schedules.SCHEDULES:
         ladder = schedules.SCHEDULES[scheduler](sampling, steps)
     else:
@@ -75,11 +75,16 @@ def full_ladder(model, sampler_name: str, scheduler: str, steps: int) -> torch.T
     return ladder
 
 
-def schedule_for_strength(model, sampler_name: str, scheduler: str, steps: int, denoise: float, mode: str) -> Schedule:
+def schedule_for_strength(
+    sampling, sampler_name: str, scheduler: str, steps: int, denoise: float, mode: str
+) -> Schedule:
+    """The partial schedule a strength selects, on a model's ``model_sampling``."""
+    if scheduler not in comfy.samplers.SCHEDULER_NAMES:
+        raise ValueError(f"scheduler must be one of {', '.join(comfy.samplers.SCHEDULER_NAMES)}, got {scheduler!r}")
     plan = plan_strength(mode, steps, denoise)
     if plan.model_steps == 0:
         return Schedule(plan, torch.zeros(0))
-    return Schedule(plan, sigmas_for_strength(plan, full_ladder(model, sampler_name, scheduler, plan.ladder_steps)))
+    return Schedule(plan, sigmas_for_strength(plan, full_ladder(sampling, sampler_name, scheduler, plan.ladder_steps)))
 
 
 def is_max_denoise(model, sigma_start: float) -> bool:

@@ -1,0 +1,75 @@
+"""Img2ImgDenoiseSweep: one image at several strengths (and seeds) in one job, as a labelled contact sheet."""
+
+from __future__ import annotations
+
+import torch
+
+from .core.contact_sheet import contact_sheet, parse_numbers
+from .ksampler import SAMPLER_INPUT, SCHEDULER_INPUT, SEED_INPUT, STEPS_INPUT, STRENGTH_MODE_INPUT
+from .sampling import check_latent_channels, model_sampling, noise_for, run, schedule_for_strength
+
+
+class Img2ImgDenoiseSweep:
+    DESCRIPTION = (
+        "Runs the same image at each denoise strength (columns) and seed (rows) and lays the results out as a "
+        "labelled contact sheet: the X/Y plot for choosing a strength."
+    )
+    CATEGORY = "img2img"
+    FUNCTION = "sweep"
+    RETURN_TYPES = ("IMAGE", "IMAGE")
+    RETURN_NAMES = ("contact_sheet", "images")
+    OUTPUT_TOOLTIPS = (
+        "One picture: a row per seed, a column per strength, labelled.",
+        "Every result as a batch, row by row (seed by seed).",
+    )
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "model": ("MODEL", {"tooltip": "The diffusion model that denoises."}),
+                "positive": ("CONDITIONING", {"tooltip": "What the image should show."}),
+                "negative": ("CONDITIONING", {"tooltip": "What the image should not show."}),
+                "latent_image": ("LATENT", {"tooltip": "The encoded input image (one image)."}),
+                "vae": ("VAE", {"tooltip": "The VAE to decode the results with."}),
+                "seed": SEED_INPUT,
+                "steps": STEPS_INPUT,
+                "cfg": ("FLOAT", {
+                    "default": 7.0, "min": 0.0, "max": 100.0, "step": 0.1, "round": 0.01,
+                    "tooltip": "Classifier-free guidance scale.",
+                }),
+                "sampler_name": SAMPLER_INPUT,
+                "scheduler": SCHEDULER_INPUT,
+                "strength_mode": STRENGTH_MODE_INPUT,
+                "denoise_values": ("STRING", {
+                    "default": "0.2, 0.4, 0.6, 0.8",
+                    "tooltip": "The strengths to compare, comma-separated, each from 0 to 1: one column each.",
+                }),
+                "seeds": ("STRING", {
+                    "default": "",
+                    "tooltip": "Seeds to compare, comma-separated, one row each; empty: the seed input alone.",
+                }),
+            }
+        }  # fmt: skip
+
+    def sweep(self, model, positive, negative, latent_image, vae, seed, steps, cfg, sampler_name, scheduler,
+              strength_mode, denoise_values, seeds):  # fmt: skip
+        strengths = parse_numbers(denoise_values, "denoise_values")
+        row_seeds = parse_numbers(seeds, "seeds", int) if seeds.strip() else [seed]
+        clean = check_latent_channels(model, latent_image["samples"], "latent_image")
+        if clean.shape[0] != 1:
+            raise ValueError(f"latent_image: the sweep takes one image, got a batch of {clean.shape[0]}")
+        sampling = model_sampling(model)
+        results = []
+        for row_seed in row_seeds:
+            noise = noise_for(latent_image, clean, row_seed, "comfy")
+            for denoise in strengths:
+                schedule = schedule_for_strength(sampling, sampler_name, scheduler, steps, denoise, strength_mode)
+                samples = clean
+                if schedule.model_steps:
+                    samples = run(model, positive, negative, cfg, sampler_name, schedule, clean, noise,
+                                  latent_image.get("noise_mask"), row_seed, "comfy")  # fmt: skip
+                results.append(vae.decode(samples))
+        images = torch.cat(results)
+        sheet = contact_sheet(images, [f"denoise {d:g}" for d in strengths], [f"seed {s}" for s in row_seeds])
+        return (sheet, images)
