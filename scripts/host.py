@@ -199,6 +199,26 @@ def build(host: Host | None = None, force: bool = False) -> Host:
     return host
 
 
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def ensure_chromium() -> None:
+    """Debian's Chromium for the browser tests (Playwright drives it; it never downloads a browser)."""
+    if CHROMIUM.exists():
+        return
+    if os.geteuid() != 0:
+        log(f"no {CHROMIUM}: install Debian's chromium package (as root) for the browser tests")
+        return
+    with phase("chromium from Debian's packages"):
+        subprocess.run(["apt-get", "update", "-qq"], check=True)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", "chromium"],
+            check=True,
+            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+            stdout=subprocess.DEVNULL,
+        )
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
@@ -323,7 +343,7 @@ class Server:
 
 
 def demo_graph(image_name: str, seed: int) -> dict:
-    graph = json.loads((PACK_ROOT / "example_workflows" / "img2img_api.json").read_text())
+    graph = json.loads((PACK_ROOT / "example_workflows" / "api" / "img2img.json").read_text())
     graph["1"]["inputs"]["ckpt_name"] = TEST_CHECKPOINT
     graph["4"]["inputs"]["image"] = image_name
     graph["6"]["inputs"]["seed"] = seed
@@ -358,6 +378,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         output = run_demo(host)
         print(f"img2img output: {output}")
     elif options.command == "test":
+        ensure_chromium()
         with phase("test suite"):
             code = subprocess.run([str(host.python), "-m", "pytest", *options.args], cwd=PACK_ROOT).returncode
         log(f"total: {time.monotonic() - started:.1f} s")

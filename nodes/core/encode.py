@@ -2,10 +2,13 @@
 
 Where each piece of metadata goes:
 
-PNG and 16-bit PNG, as ComfyUI's SaveImage and A1111 write them: text chunks ``prompt`` (JSON of
-the API-format graph), one per ``extra_pnginfo`` entry (``workflow``: JSON of the UI graph) and
-``parameters`` (the A1111 text). Each is a tEXt chunk, or iTXt (UTF-8) when the text is not Latin-1,
-as Pillow does for A1111's non-Latin prompts.
+PNG and 16-bit PNG, as ComfyUI's SaveImage writes them: text chunks ``prompt`` (JSON of the
+API-format graph) and one per ``extra_pnginfo`` entry (``workflow``: JSON of the UI graph), each a
+tEXt chunk, or iTXt (UTF-8) when the text is not Latin-1, as Pillow does. The A1111 text goes in a
+zTXt chunk ``parameters``: A1111, Pillow and image browsers read zTXt like tEXt, but ComfyUI's
+frontend (1.32) reads only tEXt and iTXt, and a ``parameters`` chunk it can read would take
+precedence over ``workflow`` when the file is dropped on it (it would import the A1111 text as a
+graph of core nodes). zTXt is Latin-1: other characters are written as ``\\uXXXX`` escapes.
 
 WebP and JPEG carry one big-endian EXIF block (WebP: the EXIF chunk; JPEG: the APP1 segment):
 
@@ -127,7 +130,11 @@ def _png_text_chunk(key: str, text: str) -> bytes:
         return _png_chunk(b"iTXt", key.encode("latin-1") + b"\x00\x00\x00\x00\x00" + text.encode("utf-8"))
 
 
-def _png16(pixels: np.ndarray, texts: list[tuple[str, str]]) -> bytes:
+def _latin1(text: str) -> bytes:
+    return text.encode("latin-1", "backslashreplace")
+
+
+def _png16(pixels: np.ndarray, texts: list[tuple[str, str]], parameters: str | None) -> bytes:
     """A 48-bit RGB or 64-bit RGBA PNG, which Pillow cannot write: every row with filter 0 (none)."""
     height, width, channels = pixels.shape
     colour_type = 6 if channels == 4 else 2
@@ -139,16 +146,19 @@ def _png16(pixels: np.ndarray, texts: list[tuple[str, str]]) -> bytes:
             _PNG_SIGNATURE,
             _png_chunk(b"IHDR", header),
             *(_png_text_chunk(key, text) for key, text in texts),
+            *([_png_chunk(b"zTXt", b"parameters\x00\x00" + zlib.compress(_latin1(parameters)))] if parameters else []),
             _png_chunk(b"IDAT", zlib.compress(rows.tobytes(), PNG_COMPRESS_LEVEL)),
             _png_chunk(b"IEND", b""),
         ]
     )
 
 
-def _png8(pixels: np.ndarray, texts: list[tuple[str, str]]) -> bytes:
+def _png8(pixels: np.ndarray, texts: list[tuple[str, str]], parameters: str | None) -> bytes:
     info = PngInfo()
     for key, text in texts:
         info.add_text(key, text)  # falls back to iTXt for non-Latin-1 text
+    if parameters:
+        info.add_text("parameters", _latin1(parameters).decode("latin-1"), zip=True)  # Latin-1 + zip: zTXt
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, format="PNG", pnginfo=info, compress_level=PNG_COMPRESS_LEVEL)
     return buffer.getvalue()
@@ -239,11 +249,10 @@ def encode_image(
         raise ValueError(f"quality must be a whole number from 1 to 100, got {quality!r}")
     pixels = image_to_array(image, 16 if image_format == FORMAT_PNG16 else 8)
     entries, text = _metadata_texts(prompt, extra_pnginfo, parameters) if metadata else ([], None)
-    png_texts = [*entries, *([("parameters", text)] if text is not None else [])]
     if image_format == FORMAT_PNG16:
-        return _png16(pixels, png_texts)
+        return _png16(pixels, entries, text)
     if image_format == FORMAT_PNG:
-        return _png8(pixels, png_texts)
+        return _png8(pixels, entries, text)
     buffer = io.BytesIO()
     options: dict[str, object] = {"quality": quality}
     if image_format == FORMAT_WEBP:

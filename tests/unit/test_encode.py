@@ -41,7 +41,7 @@ def expected(image: torch.Tensor, top: int) -> np.ndarray:
 
 
 def read_png(data: bytes) -> tuple[list[bytes], dict, dict[str, str], bytes]:
-    """(chunk types in order, IHDR fields, texts from tEXt/iTXt, the decompressed IDAT stream)."""
+    """(chunk types in order, IHDR fields, texts from tEXt/iTXt/zTXt, the decompressed IDAT stream)."""
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     position, kinds, texts, idat, header = 8, [], {}, b"", {}
     while position < len(data):
@@ -62,6 +62,10 @@ def read_png(data: bytes) -> tuple[list[bytes], dict, dict[str, str], bytes]:
             assert rest[:2] == b"\x00\x00", "expected an uncompressed iTXt"
             _language, _translated, text = rest[2:].split(b"\x00", 2)
             texts[key.decode("latin-1")] = text.decode("utf-8")
+        elif kind == b"zTXt":
+            key, rest = body.split(b"\x00", 1)
+            assert rest[:1] == b"\x00", "zTXt compression method 0"
+            texts[key.decode("latin-1")] = zlib.decompress(rest[1:]).decode("latin-1")
         elif kind == b"IDAT":
             idat += body
         position += 12 + length
@@ -157,7 +161,7 @@ def test_png_pixels_and_text_chunks(channels):
     assert picture.mode == ("RGBA" if channels == 4 else "RGB")
     assert np.array_equal(np.asarray(picture).astype(np.int64), expected(image, 255))
     kinds, _, texts, _ = read_png(data)
-    assert kinds.count(b"tEXt") == 3
+    assert kinds.count(b"tEXt") == 2 and kinds.count(b"zTXt") == 1
     assert json.loads(texts["prompt"]) == PROMPT
     assert json.loads(texts["workflow"]) == EXTRA["workflow"]
     assert texts["parameters"] == PARAMETERS
@@ -169,7 +173,7 @@ def test_png16_values_chunks_and_layout(channels):
     data = encode_image(image, "png16", PROMPT, EXTRA, PARAMETERS)
     kinds, header, texts, _ = read_png(data)
     assert header == {"width": 6, "height": 4, "depth": 16, "colour": 6 if channels == 4 else 2}
-    assert kinds == [b"IHDR", b"tEXt", b"tEXt", b"tEXt", b"IDAT", b"IEND"]
+    assert kinds == [b"IHDR", b"tEXt", b"tEXt", b"zTXt", b"IDAT", b"IEND"]
     assert np.array_equal(png16_pixels(data), expected(image, 65535))
     assert json.loads(texts["prompt"]) == PROMPT
     assert json.loads(texts["workflow"]) == EXTRA["workflow"]
@@ -180,13 +184,35 @@ def test_png16_values_chunks_and_layout(channels):
     assert picture.text == texts
 
 
+def frontend_png_texts(data: bytes) -> dict[str, str]:
+    """The text chunks ComfyUI's frontend (1.32, getFromPngBuffer) reads: tEXt, iTXt and comf, nothing else."""
+    position, texts = 8, {}
+    while position < len(data):
+        (length,) = struct.unpack(">I", data[position : position + 4])
+        if data[position + 4 : position + 8] in (b"tEXt", b"iTXt", b"comf"):
+            body = data[position + 8 : position + 8 + length]
+            key, value = body.split(b"\x00", 1)
+            texts[key.decode("latin-1")] = value.decode("utf-8", "replace")
+        position += 12 + length
+    return texts
+
+
 @pytest.mark.parametrize("image_format", ["png", "png16"])
-def test_png_non_latin_parameters_go_to_itxt(image_format):
+def test_the_frontend_sees_the_workflow_but_not_the_parameters(image_format):
+    # A parameters chunk the frontend could read would win over workflow when the file is dropped.
+    data = encode_image(sample_image(), image_format, PROMPT, EXTRA, PARAMETERS)
+    texts = frontend_png_texts(data)
+    assert "parameters" not in texts and json.loads(texts["workflow"]) == EXTRA["workflow"]
+    assert Image.open(io.BytesIO(data)).text["parameters"] == PARAMETERS  # as A1111 and Pillow read it
+
+
+@pytest.mark.parametrize("image_format", ["png", "png16"])
+def test_non_latin_parameters_are_escaped_in_ztxt(image_format):
     text = "星空, 🎨\nSteps: 4, Seed: 1, Size: 6x4"
     data = encode_image(sample_image(), image_format, None, None, text)
     kinds, _, texts, _ = read_png(data)
-    assert b"iTXt" in kinds and texts == {"parameters": text}
-    assert Image.open(io.BytesIO(data)).text == {"parameters": text}
+    assert b"zTXt" in kinds and b"iTXt" not in kinds
+    assert texts["parameters"].encode("latin-1").decode("unicode_escape") == text
 
 
 # ---- WebP and JPEG ----

@@ -138,7 +138,7 @@ def test_name_maps_cover_the_common_names():
 
 
 def example_graph() -> dict:
-    return json.loads((PACK_ROOT / "example_workflows" / "img2img_api.json").read_text())
+    return json.loads((PACK_ROOT / "example_workflows" / "api" / "img2img.json").read_text())
 
 
 def test_pack_graph_reports_the_noise_at_strength_plan():

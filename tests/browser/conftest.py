@@ -1,0 +1,91 @@
+"""The pack in ComfyUI's real frontend: one server and one headless Chromium for the session.
+
+Playwright drives Debian's Chromium (/usr/bin/chromium); it never downloads a browser. The machine has no
+internet, so the page logs failed requests to outside hosts: the tests never assert a clean console.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, sync_playwright
+
+from pack_under_test import PACK_ROOT
+
+_spec = importlib.util.spec_from_file_location("img2img_host", PACK_ROOT / "scripts" / "host.py")
+host_harness = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = host_harness  # dataclasses look their module up there
+_spec.loader.exec_module(host_harness)
+
+EXAMPLES = PACK_ROOT / "example_workflows"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+]
+# A fresh user folder opens the template browser over the canvas on the first visit; this marks the
+# first-run tutorial as done, as the frontend itself does after showing it once.
+SETTINGS = {"Comfy.TutorialCompleted": True}
+
+
+@pytest.fixture(scope="session")
+def ui_server(tmp_path_factory):
+    host = host_harness.default_host()
+    if not host.checkpoint.exists():
+        pytest.fail(f"no ComfyUI host at {host.root}: run `python3 scripts/host.py test` (it builds one)")
+    server = host_harness.Server(host, tmp_path_factory.mktemp("comfyui-ui")).start()
+    try:
+        for image in (EXAMPLES / "input").glob("*.png"):
+            shutil.copy(image, server.input_dir / image.name)
+        for setting, value in SETTINGS.items():
+            status, _ = server.post_json(f"/api/settings/{setting}", value)
+            assert status == 200, f"the server refused the setting {setting}"
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not CHROMIUM.exists():
+        pytest.fail(f"no {CHROMIUM}: install Debian's chromium package for the browser tests")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="session")
+def open_app(browser, ui_server):
+    """Opens the app in a fresh context (its own local storage), ready: its start-up workflow loaded."""
+    contexts = []
+
+    def open_page() -> Page:
+        context = browser.new_context(viewport={"width": 1280, "height": 800})
+        contexts.append(context)
+        context.add_init_script("localStorage.setItem('vueNodesBannerDismissed', 'true')")
+        page = context.new_page()
+        page.goto(ui_server.url)
+        page.wait_for_function("window.app?.graph?.nodes.length > 0 && !!window.app.canvas", timeout=120_000)
+        return page
+
+    yield open_page
+    for context in contexts:
+        context.close()
+
+
+@pytest.fixture
+def page(open_app):
+    page = open_app()
+    yield page
+    page.context.close()
