@@ -71,6 +71,13 @@ BATCH_SEED_INPUT = (
 )
 
 
+GUIDANCE_INPUTS = {
+    "model": ("MODEL", {"tooltip": "The diffusion model that denoises."}),
+    "positive": ("CONDITIONING", {"tooltip": "What the image should show."}),
+    "negative": ("CONDITIONING", {"tooltip": "What the image should not show."}),
+}
+
+
 def plan_output(schedule, note: str = "") -> dict:
     return {"img2img_plan": [schedule.report()], "text": [schedule.summary() + note]}
 
@@ -90,9 +97,7 @@ class Img2ImgKSampler:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "model": ("MODEL", {"tooltip": "The diffusion model that denoises."}),
-                "positive": ("CONDITIONING", {"tooltip": "What the image should show."}),
-                "negative": ("CONDITIONING", {"tooltip": "What the image should not show."}),
+                **GUIDANCE_INPUTS,
                 "latent_image": (
                     "LATENT",
                     {"tooltip": "The encoded input image, or a latent from Img2ImgNoiseAtStrength."},

@@ -127,7 +127,7 @@ class Img2ImgLoadImage:
         return True
 
     @classmethod
-    def IS_CHANGED(cls, image, folder, index, limit):
+    def IS_CHANGED(cls, image, folder, index, limit, **_):  # ComfyUI passes every input here
         # The content, not the names: a re-uploaded file under the same name runs again.
         digest = hashlib.sha256()
         for name in selected_names(image, folder, index, limit):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from .core.contact_sheet import contact_sheet, parse_numbers
-from .ksampler import SAMPLER_INPUT, SCHEDULER_INPUT, SEED_INPUT, STEPS_INPUT, STRENGTH_MODE_INPUT
+from .ksampler import GUIDANCE_INPUTS, SAMPLER_INPUT, SCHEDULER_INPUT, SEED_INPUT, STEPS_INPUT, STRENGTH_MODE_INPUT
 from .sampling import check_latent_channels, model_sampling, noise_for, run, schedule_for_strength
 
 
@@ -27,9 +27,7 @@ class Img2ImgDenoiseSweep:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "model": ("MODEL", {"tooltip": "The diffusion model that denoises."}),
-                "positive": ("CONDITIONING", {"tooltip": "What the image should show."}),
-                "negative": ("CONDITIONING", {"tooltip": "What the image should not show."}),
+                **GUIDANCE_INPUTS,
                 "latent_image": ("LATENT", {"tooltip": "The encoded input image (one image)."}),
                 "vae": ("VAE", {"tooltip": "The VAE to decode the results with."}),
                 "seed": SEED_INPUT,

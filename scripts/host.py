@@ -98,8 +98,9 @@ def default_host() -> Host:
 
 
 def test_requirements() -> list[str]:
-    pyproject = tomllib.loads((PACK_ROOT / "pyproject.toml").read_text())
-    return list(pyproject["project"]["optional-dependencies"]["test"])
+    """The test tools, and the `img2img` command's dependencies: the suite runs the command too."""
+    extras = tomllib.loads((PACK_ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    return [*extras["test"], *extras["cli"]]
 
 
 def build_key() -> dict[str, object]:
@@ -200,6 +201,17 @@ def build(host: Host | None = None, force: bool = False) -> Host:
 
 
 CHROMIUM = Path("/usr/bin/chromium")
+# Headless and offline: without the networking flags Chromium keeps calling hosts this machine cannot reach.
+CHROMIUM_ARGS = (
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+)
 
 
 def ensure_chromium() -> None:
@@ -350,19 +362,47 @@ def demo_graph(image_name: str, seed: int) -> dict:
     return graph
 
 
-def run_demo(host: Host) -> Path:
-    """README command (1): img2img of the bundled sample image through a real server."""
-    workdir = host.root / "demo"
-    sample = PACK_ROOT / "example_workflows" / "input" / "sample.png"
-    with Server(host, workdir) as server:
-        shutil.copy(sample, server.input_dir / sample.name)
-        with phase("img2img of the sample image"):
-            entry = server.wait(server.queue(demo_graph(sample.name, seed=int(time.time()))))
-        if entry["status"]["status_str"] != "success":
-            raise SystemExit(f"the demo graph failed: {json.dumps(entry['status'], indent=1)}")
-        saved = [image for output in entry["outputs"].values() for image in output.get("images", [])]
-    image = saved[0]
-    return server.output_dir / image["subfolder"] / image["filename"]
+def run_demo(host: Host) -> int:
+    """README command (1): the img2img CLI on the bundled sample images, on a host server it starts."""
+    # The CLI runs from this checkout without installing it: a link named as its package puts cli/ on
+    # the host's path (the build installed the `cli` extra's few dependencies).
+    cli_path = host.root / "cli-path"
+    cli_path.mkdir(exist_ok=True)
+    link = cli_path / "img2img_cli"
+    if link.is_symlink() or link.exists():
+        link.unlink()  # also when it exists: the clone may have moved since
+    link.symlink_to(PACK_ROOT / "cli", target_is_directory=True)
+    out = host.root / "demo-output"
+    command = [
+        str(host.python),
+        "-m",
+        "img2img_cli",
+        "run",
+        str(PACK_ROOT / "example_workflows" / "input"),
+        "--prompt",
+        "a watercolor painting of hills at sunset",
+        "--negative",
+        "blurry, low quality",
+        "--denoise",
+        "0.6",
+        "--per-image-seeds",
+        "--out",
+        str(out),
+    ]
+    with phase("img2img of the sample images"):
+        cli = subprocess.Popen(command, cwd=PACK_ROOT, env={**os.environ, "PYTHONPATH": str(cli_path)})
+        try:
+            code = cli.wait()
+        except KeyboardInterrupt:
+            # The CLI got the Ctrl-C as well and stops its job and its server; subprocess.run would kill
+            # it after 0.25 s and leave that server running.
+            code = cli.wait()
+    manifest = out / "manifest.jsonl"
+    if manifest.exists():
+        for line in manifest.read_text().splitlines():
+            print(f"img2img output: {out / json.loads(line)['output']}")
+        print(f"manifest: {manifest}")
+    return code
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -375,8 +415,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     with phase("host build"):
         host = build(force=options.force)
     if options.command == "demo":
-        output = run_demo(host)
-        print(f"img2img output: {output}")
+        code = run_demo(host)
+        log(f"total: {time.monotonic() - started:.1f} s")
+        return code
     elif options.command == "test":
         ensure_chromium()
         with phase("test suite"):

@@ -42,17 +42,6 @@ EXAMPLES = host_harness.PACK_ROOT / "example_workflows"
 SAMPLE = EXAMPLES / "input" / "sample.png"
 REGIONAL_SAMPLE = EXAMPLES / "input" / "sample_regional.png"
 FOLDER = "batch"  # the input subfolder of the folder graph
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-dev-shm-usage",
-]
 # No first-run templates dialog; no minimap, canvas info or zoom menu in the thumbnails; full detail at any zoom.
 SETTINGS = {
     "Comfy.TutorialCompleted": True,
@@ -163,7 +152,9 @@ def main() -> None:
             server.post_json(f"/api/settings/{setting}", value)
         object_info = server.get_json("/object_info")
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+            browser = playwright.chromium.launch(
+                executable_path=str(host_harness.CHROMIUM), headless=True, args=list(host_harness.CHROMIUM_ARGS)
+            )
             page = browser.new_page(viewport={"width": 1600, "height": 900})
             page.add_init_script("localStorage.setItem('vueNodesBannerDismissed', 'true')")
             page.goto(server.url)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib.util
 import shutil
 import sys
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, sync_playwright
@@ -22,17 +21,6 @@ sys.modules[_spec.name] = host_harness  # dataclasses look their module up there
 _spec.loader.exec_module(host_harness)
 
 EXAMPLES = PACK_ROOT / "example_workflows"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-dev-shm-usage",
-]
 # A fresh user folder opens the template browser over the canvas on the first visit; this marks the
 # first-run tutorial as done, as the frontend itself does after showing it once.
 SETTINGS = {"Comfy.TutorialCompleted": True}
@@ -57,10 +45,12 @@ def ui_server(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def browser():
-    if not CHROMIUM.exists():
-        pytest.fail(f"no {CHROMIUM}: install Debian's chromium package for the browser tests")
+    if not host_harness.CHROMIUM.exists():
+        pytest.fail(f"no {host_harness.CHROMIUM}: install Debian's chromium package for the browser tests")
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(
+            executable_path=str(host_harness.CHROMIUM), headless=True, args=list(host_harness.CHROMIUM_ARGS)
+        )
         yield browser
         browser.close()
 

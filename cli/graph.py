@@ -1,0 +1,123 @@
+"""The API-format graph queued per image: the pack's example graph with the run's inputs set."""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import asdict, dataclass
+from importlib import resources
+from pathlib import Path
+
+CHECKOUT = Path(__file__).resolve().parents[1]
+# A checkout's example graph first (it moved from the second name to the first); an installed wheel
+# carries example_workflows/api/ as the package's workflows/ folder.
+CHECKOUT_TEMPLATES = ("example_workflows/api/img2img.json", "example_workflows/img2img_api.json")
+# Server-side outputs go to their own subfolder so that they never mix with a user's other outputs.
+SAVE_PREFIX = "img2img-cli/img2img"
+
+
+class GraphError(Exception):
+    """The example graph is missing or lacks a node the CLI sets."""
+
+
+@dataclass(frozen=True)
+class Parameters:
+    """Everything besides the seed that decides the picture; part of the resume key."""
+
+    prompt: str
+    negative: str
+    denoise: float
+    steps: int
+    cfg: float
+    sampler: str
+    scheduler: str
+    mode: str
+    checkpoint: str
+    width: int
+    height: int
+    fit: str
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def checkout_root() -> Path | None:
+    """The repository this package runs from, or None when it was installed without one."""
+    return CHECKOUT if (CHECKOUT / "scripts" / "host.py").is_file() else None
+
+
+def load_template() -> dict:
+    root = checkout_root()
+    if root is not None:
+        for relative in CHECKOUT_TEMPLATES:
+            if (root / relative).is_file():
+                return json.loads((root / relative).read_text())
+    packaged = resources.files("img2img_cli") / "workflows" / "img2img.json"
+    if packaged.is_file():
+        return json.loads(packaged.read_text())
+    raise GraphError(f"no img2img API graph: looked for {', '.join(CHECKOUT_TEMPLATES)} and the packaged copy")
+
+
+def _only(graph: dict, class_type: str) -> str:
+    ids = [node_id for node_id, node in graph.items() if node["class_type"] == class_type]
+    if len(ids) != 1:
+        raise GraphError(f"the example graph has {len(ids)} {class_type} nodes, the CLI needs exactly one")
+    return ids[0]
+
+
+def _linked(graph: dict, node_id: str, name: str, class_type: str) -> str:
+    source = graph[node_id]["inputs"][name][0]
+    if graph[source]["class_type"] != class_type:
+        raise GraphError(f"{graph[node_id]['class_type']}.{name} is not fed by a {class_type} node")
+    return source
+
+
+def _bypass_noise_nodes(graph: dict) -> None:
+    # Img2ImgKSampler noises a clean latent itself with the same result, so the CLI queues the plain
+    # chain and the seed and strength live in one node only.
+    for node_id in [node_id for node_id, node in graph.items() if node["class_type"] == "Img2ImgNoiseAtStrength"]:
+        source = graph.pop(node_id)["inputs"]["latent"]
+        for node in graph.values():
+            for name, value in node["inputs"].items():
+                if isinstance(value, list) and value[:1] == [node_id]:
+                    node["inputs"][name] = source
+
+
+def template_checkpoint(template: dict) -> str:
+    """The checkpoint the example graph names: the default with --server."""
+    return template[_only(template, "CheckpointLoaderSimple")]["inputs"]["ckpt_name"]
+
+
+def build_graph(template: dict, parameters: Parameters, seed: int, image: str) -> tuple[dict, str]:
+    """The graph for one uploaded image (its name inside the input folder) and the id of its save node."""
+    graph = copy.deepcopy(template)
+    _bypass_noise_nodes(graph)
+    sampler = _only(graph, "Img2ImgKSampler")
+    load = _only(graph, "Img2ImgLoadImage")
+    save = _only(graph, "Img2ImgSaveImage")
+    graph[_only(graph, "CheckpointLoaderSimple")]["inputs"]["ckpt_name"] = parameters.checkpoint
+    graph[_linked(graph, sampler, "positive", "CLIPTextEncode")]["inputs"]["text"] = parameters.prompt
+    graph[_linked(graph, sampler, "negative", "CLIPTextEncode")]["inputs"]["text"] = parameters.negative
+    graph[load]["inputs"].update(
+        image=image,
+        frames="first",
+        folder="",
+        index=0,
+        limit=1,
+        width=parameters.width,
+        height=parameters.height,
+        fit=parameters.fit,
+    )
+    graph[sampler]["inputs"].update(
+        seed=seed,
+        steps=parameters.steps,
+        cfg=parameters.cfg,
+        sampler_name=parameters.sampler,
+        scheduler=parameters.scheduler,
+        denoise=parameters.denoise,
+        strength_mode=parameters.mode,
+        # One image per prompt: core's noise stream, so a ComfyUI run with this seed gives this picture.
+        batch_seed="comfy",
+    )
+    graph[save]["inputs"]["filename_prefix"] = SAVE_PREFIX
+    return graph, save

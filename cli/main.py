@@ -1,0 +1,246 @@
+"""``img2img run``: command line, inputs and resume; the work itself happens in batch.py."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+from .batch import Batch, Job, say
+from .graph import GraphError, Parameters, checkout_root, load_template, template_checkpoint
+from .local import HostError, local_server
+from .results import MANIFEST_NAME, Manifest, file_sha256, resume_key
+
+# What Img2ImgLoadImage reads; a folder's other files are left out. Files named on the command line are
+# always sent, and the server judges them.
+IMAGE_SUFFIXES = frozenset((".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".apng"))
+SEED_MAX = 0xFFFFFFFFFFFFFFFF
+INTERRUPTED_EXIT = 130  # the shell's code for a run ended by SIGINT
+EXIT_CAP = 255
+
+DESCRIPTION = """\
+img2img with the comfyui-img2img nodes on ComfyUI servers. Each input image is uploaded, run through
+Img2ImgLoadImage -> Img2ImgVAEEncode -> Img2ImgKSampler -> Img2ImgVAEDecode -> Img2ImgSaveImage, and its
+result fetched into DIR (never over an existing file), with one line per image in DIR/manifest.jsonl.
+Running again into the same DIR skips the inputs already there with the same content and parameters.
+"""
+
+EPILOG = """\
+servers: without --server, the repository's headless ComfyUI host (scripts/host.py) is built if needed
+and started on a free loopback port for the run, with its random-weight test checkpoint unless
+--checkpoint names one in --models-dir (a folder of checkpoints, or a ComfyUI models folder with a
+checkpoints/ subfolder). This needs a checkout of the repository. With one or more --server URLs the
+images are spread over those servers, one job in flight on each; a server that stops answering has its
+image retried on the others.
+
+exit status: the number of images that failed (at most 255; 0 when all succeeded), 130 after Ctrl-C
+(the jobs in flight are stopped on their servers first), 2 for a usage error.
+"""
+
+
+def _unit_float(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
+    return value
+
+
+def _seed(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= SEED_MAX:
+        raise argparse.ArgumentTypeError(f"must be between 0 and {SEED_MAX}, got {text}")
+    return value
+
+
+def _server_url(text: str) -> str:
+    if not text.startswith(("http://", "https://")):
+        raise argparse.ArgumentTypeError(f"must start with http:// or https://, got {text}")
+    return text.rstrip("/")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="img2img", description=DESCRIPTION)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run = commands.add_parser(
+        "run",
+        help="img2img of image files and folders into an output folder",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="image files, or folders of them")
+    run.add_argument("--prompt", required=True, metavar="TEXT", help="what the picture should show")
+    run.add_argument("--negative", default="", metavar="TEXT", help="what it should not show (default: empty)")
+    run.add_argument("--denoise", required=True, type=_unit_float, metavar="S", help="strength, 0 to 1")
+    run.add_argument("--steps", type=_positive_int, default=20, help="steps of the full schedule (default: 20)")
+    run.add_argument("--cfg", type=float, default=7.0, help="guidance scale (default: 7)")
+    run.add_argument("--sampler", default="euler", metavar="NAME", help="a ComfyUI sampler name (default: euler)")
+    run.add_argument("--scheduler", default="normal", metavar="NAME", help="a ComfyUI scheduler (default: normal)")
+    run.add_argument(
+        "--mode",
+        default="steps_x_denoise",
+        metavar="MODE",
+        help="strength mode: steps_x_denoise, a1111 or comfy (default: steps_x_denoise)",
+    )
+    run.add_argument("--seed", type=_seed, default=0, help="noise seed for every image (default: 0)")
+    run.add_argument(
+        "--per-image-seeds",
+        action="store_true",
+        help="image i (in sorted input order, from 0) gets seed + i, so a rerun gives each input its picture",
+    )
+    run.add_argument(
+        "--checkpoint",
+        metavar="NAME",
+        help="checkpoint file name on the server (default: the test checkpoint of the local host, or the "
+        "example graph's with --server)",
+    )
+    run.add_argument("--models-dir", type=Path, metavar="DIR", help="local host only: where --checkpoint lies")
+    run.add_argument("--width", type=int, default=0, help="resize to this width (default 0: keep)")
+    run.add_argument("--height", type=int, default=0, help="resize to this height (default 0: keep)")
+    run.add_argument(
+        "--fit", default="crop", metavar="FIT", help="to the VAE's multiple of 8: crop, pad or stretch (default: crop)"
+    )
+    run.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder (created if needed)")
+    run.add_argument(
+        "--server",
+        action="append",
+        type=_server_url,
+        metavar="URL",
+        help="a ComfyUI server with the pack, e.g. http://127.0.0.1:8188; repeat to use several",
+    )
+    run.add_argument(
+        "--timeout",
+        type=_positive_float,
+        default=3600.0,
+        metavar="SECONDS",
+        help="per image, then it is stopped and fails (default: 3600)",
+    )
+    run.set_defaults(parser=run)  # usage errors show the command's own usage line
+    return parser
+
+
+def collect_inputs(paths: Sequence[Path]) -> list[Path]:
+    """Files and the image files of folders (not their subfolders), absolute, sorted, each once."""
+    found: set[Path] = set()
+    for path in paths:
+        if path.is_dir():
+            found.update(
+                item.absolute() for item in path.iterdir() if item.suffix.lower() in IMAGE_SUFFIXES and item.is_file()
+            )
+        elif path.is_file():
+            found.add(path.absolute())
+        else:
+            raise ValueError(f"no such file or folder: {path}")
+    if not found:
+        raise ValueError("no image files in " + " ".join(map(str, paths)))
+    return sorted(found, key=str)
+
+
+def plan_jobs(
+    images: list[Path], seed: int, per_image: bool, parameters: Parameters, manifest: Manifest
+) -> tuple[list[Job], int, list[tuple[Path, str]]]:
+    """The jobs still to do, how many are already in the manifest, and the inputs that cannot be read."""
+    done = manifest.done_keys()
+    jobs, skipped, unreadable = [], 0, []
+    for index, path in enumerate(images):
+        # The seed follows the position among all inputs, skipped ones included, so a rerun keeps it.
+        image_seed = seed + index if per_image else seed
+        try:
+            digest = file_sha256(path)
+        except OSError as error:
+            unreadable.append((path, str(error)))
+            continue
+        if resume_key(digest, image_seed, parameters.as_dict()) in done:
+            skipped += 1
+        else:
+            jobs.append(Job(path, digest, image_seed))
+    return jobs, skipped, unreadable
+
+
+def run(options: argparse.Namespace) -> int:
+    parser = options.parser
+    try:
+        images = collect_inputs(options.inputs)
+        template = load_template()
+        graph_checkpoint = template_checkpoint(template)
+    except (ValueError, GraphError) as error:
+        parser.error(str(error))
+    root = checkout_root()
+    if options.server and options.models_dir:
+        parser.error("--models-dir is for the local host; a --server finds checkpoints in its own models folder")
+    if not options.server and root is None:
+        parser.error(
+            "no --server given, and this installation has no repository checkout (scripts/host.py) to start a "
+            "local ComfyUI host from: pass --server URL of a ComfyUI server with comfyui-img2img installed"
+        )
+    if options.models_dir and not options.models_dir.is_dir():
+        parser.error(f"--models-dir {options.models_dir} is not a folder")
+    options.out.mkdir(parents=True, exist_ok=True)
+    if options.server:
+        # The same URL twice would put two jobs in flight on one server.
+        servers = list(dict.fromkeys(options.server))
+        return run_batch(options, images, template, servers, options.checkpoint or graph_checkpoint)
+    try:
+        with local_server(root, options.models_dir) as (url, test_checkpoint):
+            return run_batch(options, images, template, [url], options.checkpoint or test_checkpoint)
+    except HostError as error:
+        parser.exit(2, f"img2img: the local ComfyUI host did not start: {error}\n")
+
+
+def run_batch(
+    options: argparse.Namespace, images: list[Path], template: dict, servers: list[str], checkpoint: str
+) -> int:
+    parameters = Parameters(
+        prompt=options.prompt,
+        negative=options.negative,
+        denoise=options.denoise,
+        steps=options.steps,
+        cfg=options.cfg,
+        sampler=options.sampler,
+        scheduler=options.scheduler,
+        mode=options.mode,
+        checkpoint=checkpoint,
+        width=options.width,
+        height=options.height,
+        fit=options.fit,
+    )
+    jobs, skipped, unreadable = plan_jobs(
+        images, options.seed, options.per_image_seeds, parameters, Manifest(options.out)
+    )
+    for path, message in unreadable:
+        say(f"FAILED {path}: {message}", error=True)
+    if skipped:
+        say(f"img2img: {skipped} of {len(images)} inputs are already in {options.out / MANIFEST_NAME}")
+    summary = Batch(jobs, servers, parameters, template, options.out, options.timeout).run()
+    failed = summary.failed + len(unreadable)
+    say(
+        f"img2img: {summary.done} done, {skipped} skipped, {failed} failed"
+        + (", interrupted" if summary.interrupted else "")
+        + f"; pictures and {MANIFEST_NAME} in {options.out}"
+    )
+    if summary.interrupted:
+        return INTERRUPTED_EXIT
+    return min(failed, EXIT_CAP)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    options = build_parser().parse_args(argv)
+    try:
+        return run(options)
+    except KeyboardInterrupt:  # before or after the batch, which handles its own Ctrl-C
+        say("img2img: interrupted", error=True)
+        return INTERRUPTED_EXIT

@@ -1,0 +1,101 @@
+"""The output folder: pictures that never overwrite a file, and the manifest that makes runs resumable.
+
+A manifest line is appended only after its picture is safely on disk, in one write with fsync, so a run
+killed at any point leaves complete lines that each name a complete file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import threading
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+
+MANIFEST_NAME = "manifest.jsonl"
+MAX_NAME_TRIES = 10_000
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def resume_key(sha256: str, seed: int, parameters: Mapping[str, object]) -> str:
+    """Same content, seed and parameters: the same picture, wherever the input file lies now."""
+    return json.dumps([sha256, seed, dict(parameters)], sort_keys=True)
+
+
+def _fsync_folder(folder: Path) -> None:
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def write_output(folder: Path, stem: str, suffix: str, data: bytes) -> Path:
+    """Writes ``stem + suffix`` or, when taken, ``stem_1 + suffix`` and so on; never over an existing file.
+
+    The bytes go to a hidden temporary file first and get their name by a hard link, which fails instead
+    of replacing a file that appeared meanwhile (another run into the same folder), so a name never
+    shows a partial picture.
+    """
+    partial = folder / f".{stem}.{uuid.uuid4().hex[:8]}.partial"
+    with open(partial, "xb") as file:
+        file.write(data)
+        file.flush()
+        os.fsync(file.fileno())
+    try:
+        for number in range(MAX_NAME_TRIES):
+            target = folder / (f"{stem}{suffix}" if number == 0 else f"{stem}_{number}{suffix}")
+            try:
+                os.link(partial, target)
+            except FileExistsError:
+                continue
+            _fsync_folder(folder)
+            return target
+        raise FileExistsError(f"{folder / stem}{suffix} and {MAX_NAME_TRIES - 1} numbered names are all taken")
+    finally:
+        partial.unlink()
+
+
+class Manifest:
+    """``DIR/manifest.jsonl``: one JSON object per finished image; shared by the worker threads."""
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / MANIFEST_NAME
+        self._lock = threading.Lock()
+
+    def done_keys(self) -> set[str]:
+        keys = set()
+        if not self.path.exists():
+            return keys
+        for number, line in enumerate(self.path.read_text(encoding="utf-8").splitlines(), 1):
+            try:
+                record = json.loads(line)
+                keys.add(resume_key(record["sha256"], record["seed"], record["parameters"]))
+            except (ValueError, KeyError, TypeError):
+                # Only a crash of the machine mid-append leaves such a line; its image simply runs again.
+                print(f"img2img: ignoring unreadable line {number} of {self.path}", file=sys.stderr)
+        return keys
+
+    def append(self, record: Mapping[str, object]) -> None:
+        data = (json.dumps(record, ensure_ascii=False) + "\n").encode()
+        with self._lock:
+            descriptor = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                size = os.fstat(descriptor).st_size
+                if size and os.pread(descriptor, 1, size - 1) != b"\n":
+                    data = b"\n" + data  # a torn last line stays on its own and is ignored on reading
+                while data:
+                    data = data[os.write(descriptor, data) :]
+                os.fsync(descriptor)
+            finally:
+                os.close(descriptor)

@@ -1,0 +1,234 @@
+"""The CLI's parts that need no server: graph, inputs, resume keys, output files, messages, packaging."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import zipfile
+
+import pytest
+from img2img_cli import main as cli_main
+from img2img_cli.client import describe_execution_error, describe_refusal
+from img2img_cli.graph import CHECKOUT_TEMPLATES, Parameters, build_graph, load_template
+from img2img_cli.local import load_harness
+from img2img_cli.results import Manifest, resume_key, write_output
+
+from pack_under_test import PACK_ROOT
+
+PARAMETERS = Parameters(
+    prompt="a red barn",
+    negative="fog",
+    denoise=0.35,
+    steps=9,
+    cfg=5.5,
+    sampler="dpmpp_2m",
+    scheduler="karras",
+    mode="a1111",
+    checkpoint="model.safetensors",
+    width=96,
+    height=0,
+    fit="pad",
+)
+
+
+def node_of(graph: dict, class_type: str) -> tuple[str, dict]:
+    [(node_id, node)] = [(i, n) for i, n in graph.items() if n["class_type"] == class_type]
+    return node_id, node
+
+
+def test_the_template_is_the_checkouts_example_graph():
+    path = next(PACK_ROOT / name for name in CHECKOUT_TEMPLATES if (PACK_ROOT / name).is_file())
+    assert load_template() == json.loads(path.read_text())
+
+
+def test_the_graph_is_the_plain_chain_with_every_input_set():
+    template = load_template()
+    original = json.dumps(template, sort_keys=True)
+    graph, save = build_graph(template, PARAMETERS, seed=77, image="img2img-cli/abc-photo.png")
+    assert json.dumps(template, sort_keys=True) == original
+    load_id, load = node_of(graph, "Img2ImgLoadImage")
+    encode_id, encode = node_of(graph, "Img2ImgVAEEncode")
+    sampler_id, sampler = node_of(graph, "Img2ImgKSampler")
+    decode_id, decode = node_of(graph, "Img2ImgVAEDecode")
+    assert graph[save]["class_type"] == "Img2ImgSaveImage"
+    assert "Img2ImgNoiseAtStrength" not in {node["class_type"] for node in graph.values()}
+    # Every link points at a node that is still there, and the chain is the plain one.
+    for node in graph.values():
+        for value in node["inputs"].values():
+            if isinstance(value, list):
+                assert value[0] in graph
+    assert encode["inputs"]["pixels"] == [load_id, 0]
+    assert sampler["inputs"]["latent_image"] == [encode_id, 0]
+    assert decode["inputs"]["samples"] == [sampler_id, 0]
+    assert graph[save]["inputs"]["images"] == [decode_id, 0]
+    assert graph[sampler["inputs"]["positive"][0]]["inputs"]["text"] == "a red barn"
+    assert graph[sampler["inputs"]["negative"][0]]["inputs"]["text"] == "fog"
+    assert node_of(graph, "CheckpointLoaderSimple")[1]["inputs"]["ckpt_name"] == "model.safetensors"
+    expected_sampler = {
+        "seed": 77,
+        "steps": 9,
+        "cfg": 5.5,
+        "sampler_name": "dpmpp_2m",
+        "scheduler": "karras",
+        "denoise": 0.35,
+        "strength_mode": "a1111",
+        "batch_seed": "comfy",
+    }
+    assert {name: sampler["inputs"][name] for name in expected_sampler} == expected_sampler
+    expected_load = {"image": "img2img-cli/abc-photo.png", "folder": "", "limit": 1, "width": 96, "height": 0}
+    assert {name: load["inputs"][name] for name in expected_load} == expected_load
+    assert load["inputs"]["fit"] == "pad"
+
+
+def test_inputs_are_image_files_of_folders_and_named_files_sorted_once(tmp_path):
+    folder = tmp_path / "in"
+    (folder / "sub").mkdir(parents=True)
+    for name in ("b.png", "a.JPG", "notes.txt", "sub/c.png"):
+        (folder / name).write_bytes(b"x")
+    named = tmp_path / "z.dat"
+    named.write_bytes(b"x")
+    found = cli_main.collect_inputs([named, folder, folder / "b.png"])
+    assert found == [folder / "a.JPG", folder / "b.png", named]
+    with pytest.raises(ValueError, match="no such file or folder"):
+        cli_main.collect_inputs([tmp_path / "missing"])
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ValueError, match="no image files"):
+        cli_main.collect_inputs([empty])
+
+
+def test_per_image_seeds_follow_the_sorted_order_and_resume_skips_only_exact_matches(tmp_path):
+    images = []
+    for number in range(3):
+        images.append(tmp_path / f"{number}.png")
+        images[-1].write_bytes(bytes([number]))
+    manifest = Manifest(tmp_path)
+    jobs, skipped, unreadable = cli_main.plan_jobs(images, 10, True, PARAMETERS, manifest)
+    assert [(job.path, job.seed) for job in jobs] == [(image, 10 + i) for i, image in enumerate(images)]
+    assert (skipped, unreadable) == (0, [])
+    manifest.append({"sha256": jobs[1].sha256, "seed": 11, "parameters": PARAMETERS.as_dict()})
+    manifest.append({"sha256": jobs[2].sha256, "seed": 12, "parameters": {**PARAMETERS.as_dict(), "cfg": 1.0}})
+    again, skipped, _ = cli_main.plan_jobs(images, 10, True, PARAMETERS, manifest)
+    assert [job.seed for job in again] == [10, 12] and skipped == 1
+    # A fixed seed is another key: nothing matches.
+    assert len(cli_main.plan_jobs(images, 11, False, PARAMETERS, manifest)[0]) == 2
+
+
+def test_the_resume_key_ignores_where_the_file_lies_and_key_order():
+    parameters = PARAMETERS.as_dict()
+    assert resume_key("ab", 1, parameters) == resume_key("ab", 1, dict(reversed(parameters.items())))
+    assert resume_key("ab", 1, parameters) != resume_key("ab", 2, parameters)
+
+
+def test_outputs_never_overwrite_and_leave_no_partial_file(tmp_path):
+    (tmp_path / "cat.png").write_bytes(b"mine")
+    first = write_output(tmp_path, "cat", ".png", b"one")
+    second = write_output(tmp_path, "cat", ".png", b"two")
+    assert (first.name, second.name) == ("cat_1.png", "cat_2.png")
+    names = ["cat.png", "cat_1.png", "cat_2.png"]
+    assert [(tmp_path / name).read_bytes() for name in names] == [b"mine", b"one", b"two"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == names
+
+
+def test_a_torn_manifest_line_is_skipped_and_the_next_line_starts_clean(tmp_path, capsys):
+    manifest = Manifest(tmp_path)
+    record = {"sha256": "ab", "seed": 1, "parameters": {"steps": 2}}
+    manifest.append(record)
+    with open(manifest.path, "a") as file:
+        file.write('{"sha256": "cd", "se')  # what a power cut in the middle of an append could leave
+    manifest.append({**record, "seed": 2})
+    lines = manifest.path.read_text().splitlines()
+    assert len(lines) == 3 and json.loads(lines[2])["seed"] == 2
+    assert manifest.done_keys() == {resume_key("ab", 1, {"steps": 2}), resume_key("ab", 2, {"steps": 2})}
+    assert "ignoring unreadable line 2" in capsys.readouterr().err
+
+
+def test_server_refusals_name_the_node_class_and_input():
+    answer = {
+        "error": {"type": "prompt_outputs_failed_validation", "message": "Prompt outputs failed validation"},
+        "node_errors": {
+            "4": {
+                "class_type": "Img2ImgLoadImage",
+                "errors": [
+                    {
+                        "type": "custom_validation_failed",
+                        "message": "Custom validation failed for node",
+                        "details": "image: cannot identify image file 'x.png'",
+                        "extra_info": {"input_name": "image"},
+                    }
+                ],
+            }
+        },
+    }
+    assert describe_refusal(answer) == "Img2ImgLoadImage (node 4), input 'image': cannot identify image file 'x.png'"
+    no_nodes = {"error": {"message": "Cannot execute because node Foo does not exist.", "details": "Node ID '#3'"}}
+    assert describe_refusal(no_nodes) == "Cannot execute because node Foo does not exist.: Node ID '#3'"
+    error = {"node_id": "7", "node_type": "Img2ImgKSampler", "exception_type": "ValueError", "exception_message": "cfg"}
+    assert describe_execution_error(error) == "Img2ImgKSampler (node 7) failed: ValueError: cfg"
+
+
+def test_usage_errors_exit_2_with_a_message(tmp_path, capsys, monkeypatch):
+    image = tmp_path / "a.png"
+    image.write_bytes(b"x")
+    base = ["run", str(image), "--prompt", "p", "--out", str(tmp_path / "out")]
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main.main([*base, "--denoise", "1.5"])
+    assert exit_info.value.code == 2 and "between 0 and 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli_main.main([*base, "--denoise", "0.5", "--server", "127.0.0.1:8188"])
+    assert "http://" in capsys.readouterr().err
+    # Installed without a checkout there is no host to start: it says --server is needed.
+    monkeypatch.setattr(cli_main, "checkout_root", lambda: None)
+    with pytest.raises(SystemExit):
+        cli_main.main([*base, "--denoise", "0.5"])
+    assert "pass --server URL" in capsys.readouterr().err
+
+
+def test_an_unreachable_server_fails_every_image(tmp_path, capsys):
+    images = []
+    for name in ("a.png", "b.png"):
+        images.append(tmp_path / name)
+        images[-1].write_bytes(b"x")
+    port = load_harness(PACK_ROOT).free_port()  # nothing listens there
+    args = ["run", *map(str, images), "--prompt", "p", "--denoise", "0.5", "--out", str(tmp_path / "out")]
+    code = cli_main.main([*args, "--server", f"http://127.0.0.1:{port}"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "is gone" in err and err.count("no server left to run it") == 2
+
+
+def test_python_m_img2img_cli_shows_the_usage(cli_env):
+    result = subprocess.run(
+        [sys.executable, "-m", "img2img_cli", "run", "--help"], env=cli_env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: img2img run") and "--per-image-seeds" in result.stdout
+
+
+def test_the_wheel_carries_the_cli_its_graph_and_the_console_script(tmp_path):
+    # Built from a copy: an in-tree build would leave build/ and *.egg-info in the checkout.
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy(PACK_ROOT / name, source / name)
+    shutil.copytree(PACK_ROOT / "cli", source / "cli", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(PACK_ROOT / "example_workflows" / "api", source / "example_workflows" / "api")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(tmp_path), "."],
+        cwd=source,
+        check=True,
+        timeout=300,
+    )
+    [wheel] = tmp_path.glob("*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        [entry_points] = [name for name in names if name.endswith("entry_points.txt")]
+        [metadata] = [name for name in names if name.endswith("METADATA")]
+        assert "img2img = img2img_cli.main:main" in archive.read(entry_points).decode()
+        requirements = archive.read(metadata).decode()
+    assert {"img2img_cli/main.py", "img2img_cli/__main__.py", "img2img_cli/workflows/img2img.json"} <= names
+    assert not any(name.startswith(("nodes/", "scripts/", "tests/")) for name in names)
+    for requirement in ("requests", "websocket-client", "tqdm"):
+        assert f"Requires-Dist: {requirement}" in requirements and 'extra == "cli"' in requirements
