@@ -26,7 +26,8 @@ class Parameters:
 
     prompt: str
     negative: str
-    denoise: float
+    # One strength for `run`; for `sweep` the strengths of the contact sheet's columns.
+    denoise: float | tuple[float, ...]
     steps: int
     cfg: float
     sampler: str
@@ -36,6 +37,8 @@ class Parameters:
     width: int
     height: int
     fit: str
+    # `sweep` only: the seeds of the contact sheet's rows (empty: the image's seed alone).
+    sweep_seeds: tuple[int, ...] = ()
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -120,4 +123,21 @@ def build_graph(template: dict, parameters: Parameters, seed: int, image: str) -
         batch_seed="comfy",
     )
     graph[save]["inputs"]["filename_prefix"] = SAVE_PREFIX
+    if isinstance(parameters.denoise, tuple):
+        _sweep_instead_of_sampler(graph, sampler, save, parameters)
     return graph, save
+
+
+def _sweep_instead_of_sampler(graph: dict, sampler: str, save: str, parameters: Parameters) -> None:
+    """Img2ImgDenoiseSweep in the sampler's place; it decodes its results itself into the saved sheet."""
+    decode = _only(graph, "Img2ImgVAEDecode")
+    inputs = graph[sampler]["inputs"]
+    for name in ("denoise", "batch_seed"):
+        del inputs[name]
+    inputs.update(
+        vae=graph.pop(decode)["inputs"]["vae"],
+        denoise_values=", ".join(f"{strength:g}" for strength in parameters.denoise),
+        seeds=", ".join(str(seed) for seed in parameters.sweep_seeds),
+    )
+    graph[sampler]["class_type"] = "Img2ImgDenoiseSweep"
+    graph[save]["inputs"]["images"] = [sampler, 0]

@@ -25,6 +25,13 @@ result fetched into DIR (never over an existing file), with one line per image i
 Running again into the same DIR skips the inputs already there with the same content and parameters.
 """
 
+SWEEP_DESCRIPTION = """\
+The same image at several denoise strengths (columns) and seeds (rows) in one job per image: each
+input is run through Img2ImgDenoiseSweep, and its labelled contact sheet saved into DIR, with one line
+per image in DIR/manifest.jsonl. Without --seeds, the row's seed is --seed (or seed + i with
+--per-image-seeds).
+"""
+
 EPILOG = """\
 servers: without --server, the repository's headless ComfyUI host (scripts/host.py) is built if needed
 and started on a free loopback port for the run, with its random-weight test checkpoint unless
@@ -59,6 +66,17 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _unit_floats(text: str) -> tuple[float, ...]:
+    values = tuple(_unit_float(part) for part in text.split(",") if part.strip())
+    if not values:
+        raise argparse.ArgumentTypeError(f"needs at least one strength, got {text!r}")
+    return values
+
+
+def _seeds(text: str) -> tuple[int, ...]:
+    return tuple(_seed(part) for part in text.split(",") if part.strip())
+
+
 def _seed(text: str) -> int:
     value = int(text)
     if not 0 <= value <= SEED_MAX:
@@ -82,10 +100,28 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    run.add_argument("--denoise", required=True, type=_unit_float, metavar="S", help="strength, 0 to 1")
+    sweep = commands.add_parser(
+        "sweep",
+        help="each image at several strengths (and seeds), as one labelled contact sheet per image",
+        description=SWEEP_DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sweep.add_argument(
+        "--denoise", required=True, type=_unit_floats, metavar="S,S,...", help="strengths, one column each"
+    )
+    sweep.add_argument("--seeds", type=_seeds, default=(), metavar="N,N,...", help="seeds, one row each")
+    for command in (run, sweep):
+        _add_common_arguments(command)
+    return parser
+
+
+def _add_common_arguments(run: argparse.ArgumentParser) -> None:
+    """The options `run` and `sweep` share."""
     run.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="image files, or folders of them")
     run.add_argument("--prompt", required=True, metavar="TEXT", help="what the picture should show")
     run.add_argument("--negative", default="", metavar="TEXT", help="what it should not show (default: empty)")
-    run.add_argument("--denoise", required=True, type=_unit_float, metavar="S", help="strength, 0 to 1")
     run.add_argument("--steps", type=_positive_int, default=20, help="steps of the full schedule (default: 20)")
     run.add_argument("--cfg", type=float, default=7.0, help="guidance scale (default: 7)")
     run.add_argument("--sampler", default="euler", metavar="NAME", help="a ComfyUI sampler name (default: euler)")
@@ -130,7 +166,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="per image, then it is stopped and fails (default: 3600)",
     )
     run.set_defaults(parser=run)  # usage errors show the command's own usage line
-    return parser
 
 
 def collect_inputs(paths: Sequence[Path]) -> list[Path]:
@@ -208,6 +243,7 @@ def run_batch(
         prompt=options.prompt,
         negative=options.negative,
         denoise=options.denoise,
+        sweep_seeds=getattr(options, "seeds", ()),
         steps=options.steps,
         cfg=options.cfg,
         sampler=options.sampler,

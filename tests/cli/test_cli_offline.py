@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -232,3 +233,19 @@ def test_the_wheel_carries_the_cli_its_graph_and_the_console_script(tmp_path):
     assert not any(name.startswith(("nodes/", "scripts/", "tests/")) for name in names)
     for requirement in ("requests", "websocket-client", "tqdm"):
         assert f"Requires-Dist: {requirement}" in requirements and 'extra == "cli"' in requirements
+
+
+def test_the_sweep_graph_puts_the_sweep_node_in_the_samplers_place():
+    parameters = dataclasses.replace(PARAMETERS, denoise=(0.2, 0.45), sweep_seeds=(3, 4))
+    graph, save = build_graph(load_template(), parameters, seed=77, image="img2img-cli/abc-photo.png")
+    sweep_id, sweep = node_of(graph, "Img2ImgDenoiseSweep")
+    assert {node["class_type"] for node in graph.values()}.isdisjoint({"Img2ImgKSampler", "Img2ImgVAEDecode"})
+    assert graph[save]["inputs"]["images"] == [sweep_id, 0]
+    assert graph[sweep["inputs"]["vae"][0]]["class_type"] == "CheckpointLoaderSimple"
+    assert graph[sweep["inputs"]["latent_image"][0]]["class_type"] == "Img2ImgVAEEncode"
+    assert (sweep["inputs"]["denoise_values"], sweep["inputs"]["seeds"]) == ("0.2, 0.45", "3, 4")
+    assert "denoise" not in sweep["inputs"] and "batch_seed" not in sweep["inputs"]
+    for node in graph.values():
+        for value in node["inputs"].values():
+            if isinstance(value, list):
+                assert value[0] in graph

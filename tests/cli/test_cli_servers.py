@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 from img2img_cli.local import load_harness
 from img2img_cli.main import main
 from PIL import Image
@@ -156,3 +157,18 @@ def test_without_server_it_starts_the_local_host_with_a_models_folder(checkpoint
     assert code == 0, capsys.readouterr()
     [line] = manifest_lines(out)
     assert line["parameters"]["checkpoint"] == "my-model.safetensors" and line["server"].startswith("http://127.0.0.1:")
+
+
+def test_sweep_saves_one_labelled_contact_sheet_per_image(server, checkpoint, make_images, tmp_path):
+    make_images(tmp_path / "in", [(64, 64)])
+    out = tmp_path / "out"
+    args = ["sweep", str(tmp_path / "in"), "--prompt", "a lighthouse", "--steps", "2", "--checkpoint", checkpoint]
+    assert main([*args, "--denoise", "0, 0.5, 1", "--seeds", "1,2", "--out", str(out), "--server", server.url]) == 0
+    [line] = manifest_lines(out)
+    assert line["parameters"]["denoise"] == [0, 0.5, 1] and line["parameters"]["sweep_seeds"] == [1, 2]
+    with Image.open(out / line["output"]) as sheet:
+        # Three 64-pixel columns and two rows, with room for the labels above and to the left.
+        assert sheet.width > 3 * 64 + 40 and 2 * 64 < sheet.height < 3 * 64
+        # The labels are dark text on the white margin left of the first row.
+        margin = np.asarray(sheet.convert("L").crop((0, sheet.height - 2 * 64, 20, sheet.height - 64)))
+        assert margin.min() < 128 and margin.max() == 255
