@@ -6,19 +6,13 @@ internet, so the page logs failed requests to outside hosts: the tests never ass
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
-import sys
 
 import pytest
 from playwright.sync_api import Page, sync_playwright
 
+from host_servers import host_harness
 from pack_under_test import PACK_ROOT
-
-_spec = importlib.util.spec_from_file_location("img2img_host", PACK_ROOT / "scripts" / "host.py")
-host_harness = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = host_harness  # dataclasses look their module up there
-_spec.loader.exec_module(host_harness)
 
 EXAMPLES = PACK_ROOT / "example_workflows"
 # A fresh user folder opens the template browser over the canvas on the first visit; this marks the
@@ -27,20 +21,14 @@ SETTINGS = {"Comfy.TutorialCompleted": True}
 
 
 @pytest.fixture(scope="session")
-def ui_server(tmp_path_factory):
-    host = host_harness.default_host()
-    if not host.checkpoint.exists():
-        pytest.fail(f"no ComfyUI host at {host.root}: run `python3 scripts/host.py test` (it builds one)")
-    server = host_harness.Server(host, tmp_path_factory.mktemp("comfyui-ui")).start()
-    try:
-        for image in (EXAMPLES / "input").glob("*.png"):
-            shutil.copy(image, server.input_dir / image.name)
-        for setting, value in SETTINGS.items():
-            status, _ = server.post_json(f"/api/settings/{setting}", value)
-            assert status == 200, f"the server refused the setting {setting}"
-        yield server
-    finally:
-        server.stop()
+def ui_server(start_server):
+    server = start_server()
+    for image in (EXAMPLES / "input").glob("*.png"):
+        shutil.copy(image, server.input_dir / image.name)
+    for setting, value in SETTINGS.items():
+        status, _ = server.post_json(f"/api/settings/{setting}", value)
+        assert status == 200, f"the server refused the setting {setting}"
+    return server
 
 
 @pytest.fixture(scope="session")

@@ -33,31 +33,8 @@ def _remove_cli_path() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def checkpoint() -> str:
-    host = host_harness.default_host()
-    if not host.checkpoint.exists():
-        pytest.fail(f"no ComfyUI host at {host.root}: run `python3 scripts/host.py test` (it builds one)")
+def checkpoint(comfy_host) -> str:
     return host_harness.TEST_CHECKPOINT
-
-
-@pytest.fixture(scope="session")
-def start_server(checkpoint, tmp_path_factory) -> Iterator[Callable[[], object]]:
-    """Starts servers of the host on free loopback ports; all are stopped after the session."""
-    started = []
-
-    def start():
-        server = host_harness.Server(host_harness.default_host(), tmp_path_factory.mktemp("comfyui"))
-        started.append(server)
-        return server.start()
-
-    yield start
-    for server in started:
-        server.stop()
-
-
-@pytest.fixture(scope="session")
-def server(start_server):
-    return start_server()
 
 
 @pytest.fixture

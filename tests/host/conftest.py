@@ -1,49 +1,13 @@
-"""A real ComfyUI 0.3.75 server with the pack, started once for the session on loopback."""
+"""The example graph for the server tests, and ComfyUI imported into the test process for the in-process ones."""
 
 from __future__ import annotations
 
-import importlib.util
-import shutil
-import sys
 import types
 
 import pytest
 
-from pack_under_test import PACK_ROOT, SAMPLE, import_comfyui, load_nodes
-
-_spec = importlib.util.spec_from_file_location("img2img_host", PACK_ROOT / "scripts" / "host.py")
-host_harness = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = host_harness  # dataclasses look their module up there
-_spec.loader.exec_module(host_harness)
-
-
-@pytest.fixture(scope="session")
-def comfy_host():
-    host = host_harness.default_host()
-    if not host.checkpoint.exists():
-        pytest.fail(f"no ComfyUI host at {host.root}: run `python3 scripts/host.py test` (it builds one)")
-    return host
-
-
-@pytest.fixture(scope="session")
-def start_server(comfy_host, tmp_path_factory):
-    """Starts servers with the sample image in their input folder; all are stopped after the session."""
-    started = []
-
-    def start(*extra_args: str):
-        server = host_harness.Server(comfy_host, tmp_path_factory.mktemp("comfyui"), extra_args=extra_args)
-        started.append(server.start())
-        shutil.copy(SAMPLE, server.input_dir / SAMPLE.name)
-        return server
-
-    yield start
-    for server in started:
-        server.stop()
-
-
-@pytest.fixture(scope="session")
-def server(start_server):
-    return start_server()
+from host_servers import host_harness
+from pack_under_test import SAMPLE, import_comfyui, load_nodes
 
 
 @pytest.fixture

@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import requests
-from a1111_infotext import read_infotext
 from PIL import Image
+
+from a1111_infotext import read_infotext
 
 
 def png_bytes(picture: Image.Image) -> bytes:

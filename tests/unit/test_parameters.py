@@ -2,8 +2,8 @@ import copy
 import json
 
 import pytest
-from a1111_infotext import read_infotext
 
+from a1111_infotext import read_infotext
 from comfyui_img2img.nodes.core.parameters import (
     SAMPLER_NAMES,
     SCHEDULE_TYPES,
