@@ -14,6 +14,17 @@ from types import ModuleType
 
 PACK_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = PACK_ROOT / "example_workflows" / "input" / "sample.png"
+# The six nodes of the img2img graph (the example workflows); the pack also has Img2ImgDenoiseSweep.
+GRAPH_NODE_IDS = frozenset(
+    {
+        "Img2ImgLoadImage",
+        "Img2ImgVAEEncode",
+        "Img2ImgNoiseAtStrength",
+        "Img2ImgKSampler",
+        "Img2ImgVAEDecode",
+        "Img2ImgSaveImage",
+    }
+)
 
 # Also run by the clean-interpreter test in a fresh python.
 REGISTER_PACK = f"""

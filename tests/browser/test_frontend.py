@@ -14,19 +14,11 @@ from PIL import Image, PngImagePlugin
 from playwright.sync_api import Page
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from pack_under_test import PACK_ROOT
+from pack_under_test import GRAPH_NODE_IDS, PACK_ROOT
 
 EXAMPLES = PACK_ROOT / "example_workflows"
 EXAMPLE_PNG = EXAMPLES / "img2img.png"
 ARTIFACTS = PACK_ROOT / "test-artifacts"
-PACK_NODES = {
-    "Img2ImgLoadImage",
-    "Img2ImgVAEEncode",
-    "Img2ImgNoiseAtStrength",
-    "Img2ImgKSampler",
-    "Img2ImgVAEDecode",
-    "Img2ImgSaveImage",
-}
 # The frontend's dialog for node types it does not know: a global dialog labelled by its key.
 MISSING_NODES_DIALOG = '.global-dialog[aria-labelledby="global-missing-nodes"]'
 PLAN_INPUTS = ("steps", "denoise", "strength_mode", "scheduler", "sampler_name")
@@ -128,8 +120,8 @@ def test_dropped_png_rebuilds_the_graph_with_the_pack_nodes(page):
     drop_file(page, EXAMPLE_PNG)
 
     types = node_types(page)
-    assert set(types) >= PACK_NODES, f"pack nodes missing from the dropped graph: {PACK_NODES - set(types)}"
-    assert sorted(types) == sorted([*PACK_NODES, "CheckpointLoaderSimple", "CLIPTextEncode", "CLIPTextEncode"])
+    assert set(types) >= GRAPH_NODE_IDS, f"pack nodes missing from the dropped graph: {GRAPH_NODE_IDS - set(types)}"
+    assert sorted(types) == sorted([*GRAPH_NODE_IDS, "CheckpointLoaderSimple", "CLIPTextEncode", "CLIPTextEncode"])
     assert page.locator(MISSING_NODES_DIALOG).count() == 0
 
 

@@ -10,14 +10,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-NODE_IDS = (
-    "Img2ImgLoadImage",
-    "Img2ImgVAEEncode",
-    "Img2ImgNoiseAtStrength",
-    "Img2ImgKSampler",
-    "Img2ImgVAEDecode",
-    "Img2ImgSaveImage",
-)
+from pack_under_test import GRAPH_NODE_IDS
+
+NODE_IDS = sorted(GRAPH_NODE_IDS | {"Img2ImgDenoiseSweep"})
 
 
 def saved_files(server, entry) -> list[Path]:
