@@ -70,6 +70,18 @@ BATCH_SEED_INPUT = (
     },
 )
 
+ACCELERATE_INPUT = (
+    "BOOLEAN",
+    {
+        "default": False,
+        "tooltip": (
+            "Run the UNet in bfloat16 with fused attention where the device supports it (about 2-3x faster on "
+            "a CPU with AVX512-BF16/AMX); the result differs slightly from the plain path. Falls back to the "
+            "plain path, with a log line, where it cannot apply."
+        ),
+    },
+)
+
 
 GUIDANCE_INPUTS = {
     "model": ("MODEL", {"tooltip": "The diffusion model that denoises."}),
@@ -120,7 +132,8 @@ class Img2ImgKSampler:
                 "denoise": DENOISE_INPUT,
                 "strength_mode": STRENGTH_MODE_INPUT,
                 "batch_seed": BATCH_SEED_INPUT,
-            }
+            },
+            "optional": {"accelerate": ACCELERATE_INPUT},
         }
 
     def sample(
@@ -137,6 +150,7 @@ class Img2ImgKSampler:
         denoise,
         strength_mode,
         batch_seed,
+        accelerate=False,
     ):
         validate_steps_and_denoise(steps, denoise)  # also when they are unused: a bad value is a mistake
         record = latent_image.get(PLAN_KEY)
@@ -170,5 +184,6 @@ class Img2ImgKSampler:
                 seed,
                 batch_seed,
                 start,
+                accelerate,
             )
         return {"ui": plan_output(schedule, note), "result": (out,)}

@@ -19,6 +19,7 @@ import comfy.utils
 import latent_preview
 import torch
 
+from .accelerate import accelerate as accelerated
 from .core import samplers as core_samplers
 from .core import schedules
 from .core.noise import initial_noise
@@ -206,11 +207,16 @@ def run(
     seed: int,
     batch_seed: str,
     start: torch.Tensor | None = None,
+    accelerate: bool = False,
 ) -> torch.Tensor:
-    """Sample ``schedule.sigmas`` from ``clean`` + ``noise``, or from ``start`` (already noised) when given."""
+    """Sample ``schedule.sigmas`` from ``clean`` + ``noise``, or from ``start`` (already noised) when given.
+
+    ``accelerate`` runs the same loop over a lower-precision denoiser where the device supports it."""
     if not math.isfinite(cfg):
         raise ValueError(f"cfg must be a finite number, got {cfg!r}")
     sampler = sampler_for(model, sampler_name, batch_seed, start)
+    if accelerate:
+        model, sampler = accelerated(model, sampler)
     callback = latent_preview.prepare_callback(model, schedule.model_steps)
     guider = comfy.samplers.CFGGuider(model)
     guider.set_conds(positive, negative)

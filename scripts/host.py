@@ -9,6 +9,7 @@ reused until the pins below change.
     python3 scripts/host.py build      # make the host (idempotent)
     python3 scripts/host.py demo       # README command (1): img2img of the bundled sample image
     python3 scripts/host.py test       # README command (2): the whole test suite
+    python3 scripts/host.py bench      # the side-by-side benchmark (bench/README.md; --quick: 3 min)
     python3 scripts/host.py serve      # a server on 127.0.0.1:8188 for trying the pack by hand
 
 This file uses only the standard library, so the system ``python3`` can run it before any
@@ -407,9 +408,11 @@ def run_demo(host: Host) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=("build", "demo", "test", "serve"))
+    parser.add_argument("command", choices=("build", "demo", "test", "bench", "serve"))
     parser.add_argument("--force", action="store_true", help="rebuild the host even if it is up to date")
-    parser.add_argument("args", nargs=argparse.REMAINDER, help="for test: extra pytest arguments")
+    parser.add_argument(
+        "args", nargs=argparse.REMAINDER, help="for test: extra pytest arguments; for bench: its options (--help)"
+    )
     options = parser.parse_args(argv)
     started = time.monotonic()
     with phase("host build"):
@@ -422,6 +425,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         ensure_chromium()
         with phase("test suite"):
             code = subprocess.run([str(host.python), "-m", "pytest", *options.args], cwd=PACK_ROOT).returncode
+        log(f"total: {time.monotonic() - started:.1f} s")
+        return code
+    elif options.command == "bench":
+        with phase("benchmark"):
+            code = subprocess.run([str(host.python), str(PACK_ROOT / "bench" / "run.py"), *options.args]).returncode
         log(f"total: {time.monotonic() - started:.1f} s")
         return code
     elif options.command == "serve":

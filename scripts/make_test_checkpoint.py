@@ -10,7 +10,11 @@ Key names and shapes come from ComfyUI's own model classes, so the file always
 matches the ComfyUI tree it is made for. Every weight is drawn from a seeded
 torch.Generator: the same seed and ComfyUI version give a byte-identical file.
 
-    python scripts/make_test_checkpoint.py --comfyui DIR --out PATH [--seed 0] [--dtype fp16]
+    python scripts/make_test_checkpoint.py --comfyui DIR --out PATH [--seed 0] [--dtype fp16] [--shape tiny]
+
+``--shape sd15`` makes instead a full-shape SD1.5 checkpoint (the 859.5M-parameter UNet and the
+KL-VAE, random weights, about 2 GB in fp16) for the benchmarks: it costs what a real SD1.5 model
+costs, without a download.
 """
 
 from __future__ import annotations
@@ -48,6 +52,29 @@ UNET_CONFIG = {
     "legacy": False,
 }
 
+# The UNet of every SD1.5 checkpoint.
+SD15_UNET_CONFIG = {
+    **UNET_CONFIG,
+    "num_res_blocks": [2, 2, 2, 2],
+    "channel_mult": [1, 2, 4, 4],
+    "transformer_depth": [1, 1, 1, 1, 1, 1, 0, 0],
+    "transformer_depth_output": [1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0],
+}
+# SD1.5's KL autoencoder, as ComfyUI's VAE class builds it for that checkpoint family.
+SD15_VAE_CONFIG = {
+    "double_z": True,
+    "z_channels": 4,
+    "resolution": 256,
+    "in_channels": 3,
+    "out_ch": 3,
+    "ch": 128,
+    "ch_mult": [1, 2, 4, 4],
+    "num_res_blocks": 2,
+    "attn_resolutions": [],
+    "dropout": 0.0,
+}
+SHAPES = ("tiny", "sd15")
+
 # TAESD's latent scale and shift are a normalisation, not learned features. The
 # random encoder's raw latents have std ~0.4; a scale of 0.1 lifts them towards
 # real SD latents (std ~5 before the 0.18215 latent factor), so img2img noise and
@@ -56,7 +83,7 @@ UNET_CONFIG = {
 FIXED_VALUES = {"first_stage_model.vae_scale": 0.1, "first_stage_model.vae_shift": 0.0}
 
 
-def build_state_dict(comfyui_dir: Path) -> tuple[dict[str, torch.Tensor], str]:
+def build_state_dict(comfyui_dir: Path, shape: str = "tiny") -> tuple[dict[str, torch.Tensor], str]:
     """Return ComfyUI's SD1.5 modules' tensors under checkpoint key names (values
     uninitialised), and the key prefix of the VAE decoder's last conv."""
     import comfy.cli_args
@@ -68,6 +95,7 @@ def build_state_dict(comfyui_dir: Path) -> tuple[dict[str, torch.Tensor], str]:
     import comfy.clip_model
     import comfy.ops
     import comfy.taesd.taesd
+    from comfy.ldm.models.autoencoder import AutoencoderKL
     from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel
 
     # disable_weight_init skips PyTorch's default init: every value is replaced below.
@@ -75,19 +103,24 @@ def build_state_dict(comfyui_dir: Path) -> tuple[dict[str, torch.Tensor], str]:
     with open(comfyui_dir / "comfy" / "sd1_clip_config.json") as f:
         clip_config = json.load(f)
 
-    taesd = comfy.taesd.taesd.TAESD()
+    if shape == "sd15":
+        vae, unet_config = AutoencoderKL(ddconfig=SD15_VAE_CONFIG, embed_dim=4), SD15_UNET_CONFIG
+        image_out = "first_stage_model.decoder.conv_out."
+    else:
+        vae, unet_config = comfy.taesd.taesd.TAESD(), UNET_CONFIG
+        image_out = f"first_stage_model.taesd_decoder.{len(vae.taesd_decoder) - 1}."
     parts = {
-        "model.diffusion_model.": UNetModel(**UNET_CONFIG, operations=ops),
+        "model.diffusion_model.": UNetModel(**unet_config, operations=ops),
         # SD1.5 checkpoints carry only the text model, not CLIPTextModel's
         # text_projection: ComfyUI's SD15 loader would rename that key into an
         # unexpected one.
         "cond_stage_model.transformer.text_model.": comfy.clip_model.CLIPTextModel_(
             clip_config, torch.float32, None, ops
         ),
-        "first_stage_model.": taesd,
+        "first_stage_model.": vae,
     }
     state = {prefix + key: tensor for prefix, module in parts.items() for key, tensor in module.state_dict().items()}
-    return state, f"first_stage_model.taesd_decoder.{len(taesd.taesd_decoder) - 1}."
+    return state, image_out
 
 
 def random_tensor(name: str, like: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -113,21 +146,22 @@ def random_tensor(name: str, like: torch.Tensor, gen: torch.Generator) -> torch.
     return 0.1 * noise
 
 
-def make_checkpoint(comfyui_dir: Path, out: Path, seed: int, dtype: torch.dtype) -> int:
+def make_checkpoint(comfyui_dir: Path, out: Path, seed: int, dtype: torch.dtype, shape: str = "tiny") -> int:
     """Write the checkpoint to ``out`` atomically; return the UNet parameter count."""
     gen = torch.Generator().manual_seed(seed)
-    state, image_out = build_state_dict(comfyui_dir)
+    state, image_out = build_state_dict(comfyui_dir, shape)
     # Integer buffers (ids, counters) carry meaning, not weights: keep them.
     tensors = {
         name: random_tensor(name, like, gen) if like.is_floating_point() else like.contiguous()
         for name, like in state.items()
     }
-    # The decoder's last conv turns non-negative ReLU features into pixels in [0, 1]:
-    # zero-mean weights and a mid-grey bias keep decoded images mostly inside that
-    # range instead of clamping to black or white.
+    # The decoder's last conv makes pixels (TAESD: in [0, 1], the KL-VAE: in [-1, 1]) from
+    # non-negative features: zero-mean weights and a mid-grey bias keep decoded images mostly
+    # inside that range instead of clamping to black or white.
     weight = tensors[image_out + "weight"]
     tensors[image_out + "weight"] = weight - weight.mean(dim=(1, 2, 3), keepdim=True)
-    tensors[image_out + "bias"] = torch.full_like(tensors[image_out + "bias"], 0.5)
+    mid_grey = 0.0 if shape == "sd15" else 0.5
+    tensors[image_out + "bias"] = torch.full_like(tensors[image_out + "bias"], mid_grey)
     tensors = {name: t.to(dtype) if t.is_floating_point() else t for name, t in tensors.items()}
     unet_params = sum(t.numel() for name, t in tensors.items() if name.startswith("model.diffusion_model."))
 
@@ -156,13 +190,14 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="output .safetensors path")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dtype", choices=DTYPES, default="fp16")
+    parser.add_argument("--shape", choices=SHAPES, default="tiny", help="tiny: for tests; sd15: full SD1.5 shape")
     args = parser.parse_args()
     comfyui_dir = args.comfyui.resolve()
     # The model classes come from the ComfyUI tree the checkpoint is made for.
     sys.path.insert(0, str(comfyui_dir))
 
     start = time.perf_counter()
-    unet_params = make_checkpoint(comfyui_dir, args.out, args.seed, DTYPES[args.dtype])
+    unet_params = make_checkpoint(comfyui_dir, args.out, args.seed, DTYPES[args.dtype], args.shape)
     size_mb = args.out.stat().st_size / 1e6
     print(
         f"wrote {args.out} ({size_mb:.0f} MB, UNet {unet_params / 1e6:.1f}M params) "

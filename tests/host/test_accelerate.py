@@ -1,0 +1,109 @@
+"""Img2ImgKSampler's ``accelerate`` input: close to the plain path, weights untouched, patches honoured.
+
+README states the tolerance: the final latent within 4 % relative RMS of the plain path's. On a CPU without
+native bfloat16 the node takes the plain path, and these tests check that instead.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from pack_under_test import SAMPLE
+
+TOLERANCE_REL_RMS = 0.04
+SEED = 7
+STEPS, DENOISE = 10, 0.5
+
+
+@pytest.fixture(autouse=True)
+def inference_mode():
+    """ComfyUI's executor runs every node under inference mode; so do these calls."""
+    with torch.inference_mode():
+        yield
+
+
+@pytest.fixture(scope="module")
+def latent(comfy_runtime) -> dict:
+    with Image.open(SAMPLE) as picture:
+        pixels = np.asarray(picture.convert("RGB"), dtype=np.float32) / 255.0
+    with torch.inference_mode():
+        return {"samples": comfy_runtime.vae.encode(torch.from_numpy(pixels)[None])}
+
+
+@pytest.fixture(scope="module")
+def accelerates(comfy_runtime) -> bool:
+    from comfyui_img2img.nodes.accelerate import accelerated_dtype
+
+    return accelerated_dtype(comfy_runtime.model)[0] is not None
+
+
+def pack(runtime, model, latent, accelerate: bool) -> torch.Tensor:
+    output = runtime.pack["Img2ImgKSampler"]().sample(
+        model, runtime.positive, runtime.negative, latent, SEED, STEPS, 7.0, "euler", "normal", DENOISE,
+        "steps_x_denoise", "comfy", accelerate,
+    )  # fmt: skip
+    return output["result"][0]["samples"]
+
+
+def core(runtime, model, latent) -> torch.Tensor:
+    return runtime.nodes.KSamplerAdvanced().sample(
+        model, "enable", SEED, STEPS, 7.0, "euler", "normal", runtime.positive, runtime.negative, latent,
+        STEPS - int(STEPS * DENOISE), 10000, "disable",
+    )[0]["samples"]  # fmt: skip
+
+
+def rel_rms(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).pow(2).mean().sqrt() / b.pow(2).mean().sqrt())
+
+
+def patched(model, scale: float):
+    """A clone with a weight patch as LoRA loaders add them: a diff on the UNet's output convolution."""
+    clone = model.clone()
+    key = "diffusion_model.out.2.weight"
+    weight = clone.get_model_object(key)
+    clone.add_patches({key: (scale * weight.abs().mean() * torch.ones_like(weight),)})
+    return clone
+
+
+def test_accelerate_is_close_to_the_plain_path_or_takes_it(comfy_runtime, latent, accelerates, caplog):
+    plain = pack(comfy_runtime, comfy_runtime.model, latent, accelerate=False)
+    with caplog.at_level(logging.INFO):
+        fast = pack(comfy_runtime, comfy_runtime.model, latent, accelerate=True)
+    if accelerates:
+        assert 0 < rel_rms(fast, plain) <= TOLERANCE_REL_RMS
+        assert torch.isfinite(fast).all()
+    else:
+        assert torch.equal(fast, plain)
+        assert "Img2ImgKSampler accelerate: plain path, because" in caplog.text
+
+
+def test_accelerate_leaves_the_float32_weights_as_they_were(comfy_runtime, latent):
+    unet = comfy_runtime.model.model.diffusion_model
+    before = {name: tensor.clone() for name, tensor in unet.state_dict().items()}
+    pack(comfy_runtime, comfy_runtime.model, latent, accelerate=True)
+    after = unet.state_dict()
+    assert unet.dtype == torch.float32
+    assert all(after[name].dtype == tensor.dtype and torch.equal(after[name], tensor) for name, tensor in before.items())
+    # ... and core, run next on the same model, gives what it gave before any accelerated run.
+    assert torch.equal(core(comfy_runtime, comfy_runtime.model, latent), core(comfy_runtime, comfy_runtime.model, latent))
+
+
+def test_a_patched_model_gives_the_same_result_through_the_pack_as_through_core(comfy_runtime, latent, accelerates):
+    model = patched(comfy_runtime.model, scale=0.5)
+    plain = pack(comfy_runtime, model, latent, accelerate=False)
+    unpatched = pack(comfy_runtime, comfy_runtime.model, latent, accelerate=False)
+    assert rel_rms(plain, unpatched) > 10 * TOLERANCE_REL_RMS  # the patch matters
+    assert float((plain - core(comfy_runtime, model, latent)).abs().max()) <= 1e-4
+
+    # Accelerated: first on the unpatched model, so that the kept low-precision weights must be renewed.
+    pack(comfy_runtime, comfy_runtime.model, latent, accelerate=True)
+    fast = pack(comfy_runtime, model, latent, accelerate=True)
+    assert rel_rms(fast, plain) <= TOLERANCE_REL_RMS
+    assert rel_rms(pack(comfy_runtime, comfy_runtime.model, latent, accelerate=True), unpatched) <= (
+        TOLERANCE_REL_RMS if accelerates else 0
+    )
