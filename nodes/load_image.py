@@ -35,6 +35,11 @@ def folder_images(folder: str) -> list[str]:
 
 def selected_names(image: str, folder: str, index: int, limit: int) -> list[str]:
     """The file names the node loads: ``image``, or ``limit`` images of ``folder`` from ``index`` on."""
+    # ComfyUI skips its own min/max checks for the inputs that VALIDATE_INPUTS takes.
+    if index < 0:
+        raise ValueError(f"index must be 0 or more, got {index}")
+    if limit < 0:
+        raise ValueError(f"limit must be 0 (every file from index on) or more, got {limit}")
     if not folder:
         return [image]
     names = folder_images(folder)

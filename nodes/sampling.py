@@ -150,7 +150,8 @@ def _per_image(make_noise_sampler):
 
     def make(x: torch.Tensor, sigma_min, sigma_max, seed: int | None):
         samplers = [
-            make_noise_sampler(x[i : i + 1], sigma_min, sigma_max, None if seed is None else seed + i)
+            # seed + i wraps past the largest seed, as the initial noise does.
+            make_noise_sampler(x[i : i + 1], sigma_min, sigma_max, None if seed is None else (seed + i) % 2**64)
             for i in range(x.shape[0])
         ]
         return lambda sigma, sigma_next: torch.cat([sample(sigma, sigma_next) for sample in samplers])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import folder_paths
@@ -19,16 +20,41 @@ def _source_stem(source_name: str) -> str:
 
 
 def _write_new(folder: str, stem: str, extension: str, counter: int, data: bytes) -> tuple[str, int]:
-    """Write ``data`` under the first free ``stem_NNNNN_.ext`` from ``counter`` on; never replace a file."""
-    while True:
-        name = f"{stem}_{counter:05}_{extension}"
-        try:
-            # "x": another writer may take the name between core's listing of the folder and this open.
-            with open(os.path.join(folder, name), "xb") as handle:
-                handle.write(data)
-            return name, counter
-        except FileExistsError:
-            counter += 1
+    """Write ``data`` under the first free ``stem_NNNNN_.ext`` from ``counter`` on; never replace a file.
+
+    The bytes go to a hidden temporary file first, so that a crash or a full disk never leaves a cut-short
+    image under a final name; a hard link then gives it the first free name, failing instead of replacing
+    when another writer took that name since core listed the folder.
+    """
+    partial = os.path.join(folder, f".{stem}.{os.getpid()}.{threading.get_ident()}.partial")
+    try:
+        with open(partial, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        while True:
+            name = f"{stem}_{counter:05}_{extension}"
+            try:
+                _place(partial, os.path.join(folder, name))
+                return name, counter
+            except FileExistsError:
+                counter += 1
+    finally:
+        if os.path.lexists(partial):
+            os.unlink(partial)
+
+
+def _place(partial: str, target: str) -> None:
+    """Give the finished file ``partial`` the name ``target``, which must not exist yet."""
+    try:
+        os.link(partial, target)
+    except FileExistsError:
+        raise
+    except OSError:
+        # A file system without hard links (FAT, some network shares): reserve the name, then swap the
+        # finished file in; a crash in between leaves an empty file, never a cut-short image.
+        os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL))
+        os.replace(partial, target)
 
 
 class Img2ImgSaveImage:

@@ -170,7 +170,8 @@ def _pillow_samples(picture: Image.Image) -> tuple[np.ndarray, float]:
     precision; mode I is read as 16-bit and F as 0..1, each clipped to that range.
     """
     if picture.mode == "F":
-        return np.clip(np.asarray(picture), 0.0, 1.0)[..., None], 1.0
+        # clip passes NaN through: a float TIFF's NaN samples would make the IMAGE NaN. They become 0, ±inf 1 or 0.
+        return np.clip(np.nan_to_num(np.asarray(picture), nan=0.0), 0.0, 1.0)[..., None], 1.0
     if picture.mode.startswith("I"):
         gray = np.clip(np.asarray(picture), 0, 65535)[..., None]
         if "transparency" in picture.info:

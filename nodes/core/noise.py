@@ -33,7 +33,8 @@ def initial_noise(
     one = (1, *shape[1:])
     if batch_seed == "per_image":
         indices = batch_index if batch_index is not None else range(shape[0])
-        return torch.cat([torch.randn(one, dtype=dtype, generator=_generator(seed + i)) for i in indices])
+        # seed + i wraps past the largest seed (2**64 - 1, the nodes' maximum), which torch would refuse.
+        return torch.cat([torch.randn(one, dtype=dtype, generator=_generator((seed + i) % 2**64)) for i in indices])
     generator = _generator(seed)
     if batch_index is None:
         return torch.randn(shape, dtype=dtype, generator=generator)

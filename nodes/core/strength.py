@@ -66,7 +66,8 @@ def plan_strength(mode: str, steps: int, denoise: float) -> StrengthPlan:
         return StrengthPlan(mode, steps, denoise, steps, steps - t_enc - 1)
     if denoise > 0.9999:  # core KSampler's own threshold for "full denoise"
         return StrengthPlan(mode, steps, denoise, steps, 0)
-    ladder_steps = max(min(int(steps / denoise), MAX_LADDER_STEPS), steps)
+    # Capped before int(): below about 1e-308 strength, N/s is inf, which int() refuses.
+    ladder_steps = max(int(min(steps / denoise, MAX_LADDER_STEPS)), steps)
     return StrengthPlan(mode, steps, denoise, ladder_steps, ladder_steps - steps)
 
 
