@@ -38,6 +38,7 @@ import host as host_harness  # noqa: E402  (scripts/host.py: standard library on
 H100_FLOPS = 790e12
 SAMPLE_IMAGE = PACK_ROOT / "example_workflows" / "input" / "sample.png"
 SD15_CHECKPOINT = "img2img-bench-sd15-full.safetensors"
+PARTS = ("rows", "accelerate", "curve", "server")
 POSITIVE, NEGATIVE = "a watercolor painting of hills at sunset", "blurry, low quality"
 
 
@@ -72,7 +73,7 @@ TINY_QUICK = ModelSpec(
     10,
     TINY_SIZE,
     (*grid((1,), ("euler",), (0.25, 0.5, 1.0)), (1, "dpmpp_2m", 0.5), (4, "euler", 0.5)),
-    (0.2, 0.4, 0.6, 0.8, 1.0),
+    (0.2, 0.5, 0.8, 1.0),
 )
 # Batch 1 only: a batch-4 row costs about 9 s a step here, 7 minutes a row with its repeats.
 SD15 = ModelSpec(
@@ -431,9 +432,20 @@ class Bench:
             "decode": median_time(lambda: decode.decode(latent, self.vae, "never", 512, 64), self.repeats),
         }
 
-    def run(self, rates: dict[str, float]) -> dict[str, object]:
+    def run(self, rates: dict[str, float], parts: tuple[str, ...]) -> dict[str, object]:
         spec = self.spec
-        result = {"model": spec.name, "steps": spec.steps, "size": spec.size, "rows": []}
+        result = {"model": spec.name, "steps": spec.steps, "size": spec.size, "rows": [], "curve": []}
+        latent = self.latent(1)
+        if "rows" in parts:
+            self.rows(result, rates)
+        if "accelerate" in parts:
+            result["accelerate"] = self.accelerate_rows(latent)
+        if "curve" in parts:
+            result["curve"] = self.curve(latent)
+        return result
+
+    def rows(self, result: dict[str, object], rates: dict[str, float]) -> None:
+        spec = self.spec
         latents = {batch: self.latent(batch) for batch, _, _ in spec.rows}
         result["attention"] = self.attention_times()
         for batch in latents:
@@ -449,15 +461,12 @@ class Bench:
             row["floor_s"] = steps * result["flops_per_step"][batch] / rates["float32"]
             row["h100_floor_s"] = steps * result["flops_per_step"][batch] / H100_FLOPS
             result["rows"].append(row)
-        latent = self.latent(1)
         log(f"{spec.name}: comfy mode vs KSampler(denoise)")
+        latent = latents.get(1) or self.latent(1)
         row = self.pair(self.pack_run(latent, "euler", 0.5, "comfy"), self.core_denoise_run(latent, "euler", 0.5))
         del row["pack_output"]
         row.update(kind="comfy vs KSampler(denoise)", batch=1, sampler="euler", s=0.5)
         result["rows"].append(row)
-        result["accelerate"] = self.accelerate_rows(latent)
-        result["curve"] = self.curve(latent)
-        return result
 
     def accelerate_rows(self, latent) -> dict[str, object]:
         from comfyui_img2img.nodes.accelerate import accelerated_dtype
@@ -478,13 +487,31 @@ class Bench:
         return {"dtype": str(dtype).removeprefix("torch."), "rows": rows}
 
     def curve(self, latent) -> list[dict[str, object]]:
+        """Time at s over the pack's time at s = 1, as ratios within each repeat: the machine's drift over the
+        minutes a curve takes would otherwise be as large as the effect."""
+        full = self.pack_run(latent, "euler", 1.0)
         points = []
         for denoise in self.spec.curve:
             log(f"{self.spec.name}: strength curve, s={denoise}")
-            row = self.pair(self.pack_run(latent, "euler", denoise), self.core_denoise_run(latent, "euler", denoise))
-            del row["pack_output"]
-            row["s"] = denoise
-            points.append(row)
+            runs = {
+                "pack": self.pack_run(latent, "euler", denoise),
+                "core": self.core_denoise_run(latent, "euler", denoise),
+            }
+            if denoise < 1:
+                runs["pack_full"] = full
+            results = side_by_side(runs, self.probe, self.repeats)
+            pack, core, reference = results["pack"], results["core"], results.get("pack_full", results["pack"])
+
+            def ratio(numerators: list[float], denominators: list[float]) -> float:
+                return statistics.median(n / d for n, d in zip(numerators, denominators, strict=True))
+
+            points.append({
+                "s": denoise,
+                "model_steps": pack.model_calls,
+                "pack_total": ratio(pack.total_s, reference.total_s),
+                "pack_sampler": ratio(pack.loop_s, reference.loop_s),
+                "core_total": ratio(core.total_s, reference.total_s),
+            })  # fmt: skip
         return points
 
 
@@ -570,85 +597,15 @@ def report(results: dict) -> str:
         f"{dtype} {rate / 1e12:.3f} TFLOP/s" for dtype, rate in results["matmul_rate"].items()), ""]  # fmt: skip
     for model in results["models"]:
         lines += [f"### {model['model']}, {model['size']}², N = {model['steps']}, cfg 7, normal schedule", ""]
-        lines += [
-            "| work | batch | sampler | s | model steps | pack | core | pack / core | max abs Δ |",
-            "|---|---|---|---|---|---|---|---|---|",
-        ]
-        for row in model["rows"]:
-            lines.append(
-                f"| {row['kind']} | {row['batch']} | {row['sampler']} | {row['s']} | {row['pack']['model_calls']} | "
-                f"{spread(row['pack'])} | {spread(row['core'])} | **{row['ratio']:.3f}** | "
-                f"{row['difference']['max_abs']:.1e} |"
-            )
-        lines += ["", "Per step, memory and the floor (medians; loop = inside the sampler, outside the denoiser; "
-                  "fixed = outside the sampler):", ""]  # fmt: skip
-        lines += [
-            "| work | batch | sampler | s | model/step (UNet alone) pack · core | loop/step pack · core "
-            "| fixed pack · core | peak extra memory pack · core | FLOP floor here | pack / floor "
-            "| H100 floor (projected) |",
-            "|---|---|---|---|---|---|---|---|---|---|---|",
-        ]
-        for row in model["rows"]:
-            pack, core = row["pack"], row["core"]
-            floor = row.get("floor_s")
-            lines.append(
-                f"| {row['kind'].split()[0]} | {row['batch']} | {row['sampler']} | {row['s']} | "
-                f"{seconds(pack['model_per_step_s'])} ({seconds(pack['unet_per_step_s'])}) · "
-                f"{seconds(core['model_per_step_s'])} ({seconds(core['unet_per_step_s'])}) | "
-                f"{pack['loop_per_step_s'] * 1000:.2f} · {core['loop_per_step_s'] * 1000:.2f} ms | "
-                f"{seconds(pack['fixed_s'])} · {seconds(core['fixed_s'])} | "
-                f"{pack['peak_extra_mib']:.0f} · {core['peak_extra_mib']:.0f} MiB | "
-                + (f"{seconds(floor)} | {pack['total_s'] / floor:.2f}× | {row['h100_floor_s'] * 1e3:.2f} ms |"
-                   if floor else "– | – | – |")
-            )  # fmt: skip
-        lines += ["", "VAE (pack nodes, tiling off): " + "; ".join(
-            f"batch {batch}: encode {seconds(t['encode']['median_s'])}, decode {seconds(t['decode']['median_s'])}"
-            for batch, t in model["vae"].items()) + ".", ""]  # fmt: skip
-        attention = model["attention"]
-        lines += [
-            "One UNet forward, CFG batch 2, float32: ComfyUI's attention for this device "
-            f"{seconds(attention['comfyui']['median_s'])}, PyTorch's fused attention "
-            f"{seconds(attention['fused']['median_s'])}.",
-            "",
-        ]
-        flops = "; ".join(f"batch {b}: {f / 1e12:.3f} TFLOP" for b, f in model["flops_per_step"].items())
-        lines += [f"FLOPs per model step (cond + uncond, torch.utils.flop_counter): {flops}.", ""]
-        accelerate = model["accelerate"]
-        if "skipped" in accelerate:
+        if model["rows"]:
+            lines += rows_report(model)
+        accelerate = model.get("accelerate")
+        if accelerate and "skipped" in accelerate:
             lines += [f"accelerate: not measured, because {accelerate['skipped']}.", ""]
-        else:
-            lines += [
-                f"accelerate ({accelerate['dtype']} weights + fused attention; the first run converts the weights, "
-                "later runs reuse them):",
-                "",
-                "| s | model steps | pack accelerate | first run | core KSamplerAdvanced | speed-up | model/step | "
-                "vs plain pack: rel. RMS · max abs |",
-                "|---|---|---|---|---|---|---|---|",
-            ]
-            for row in accelerate["rows"]:
-                lines.append(
-                    f"| {row['s']} | {row['pack']['model_calls']} | {spread(row['pack'])} | "
-                    f"{seconds(row['pack']['first_s'])} | {spread(row['core'])} | "
-                    f"**{1 / row['ratio']:.2f}×** | {seconds(row['pack']['model_per_step_s'])} | "
-                    f"{row['vs_plain']['rel_rms']:.2%} · {row['vs_plain']['max_abs']:.2g} |"
-                )
-            lines.append("")
+        elif accelerate:
+            lines += accelerate_report(accelerate)
         if model["curve"]:
-            full = model["curve"][-1]
-            lines += [
-                "Strength curve (euler, batch 1): time at s over time at s = 1",
-                "",
-                "| s | k/N | pack total | pack sampler only | core KSampler(denoise) total |",
-                "|---|---|---|---|---|",
-            ]
-            for point in model["curve"]:
-                lines.append(
-                    f"| {point['s']} | {point['pack']['model_calls'] / model['steps']:.2f} | "
-                    f"{point['pack']['total_s'] / full['pack']['total_s']:.3f} | "
-                    f"{point['pack']['sampler_s'] / full['pack']['sampler_s']:.3f} | "
-                    f"{point['core']['total_s'] / full['core']['total_s']:.3f} |"
-                )
-            lines.append("")
+            lines += curve_report(model)
     if results.get("server"):
         lines += ["### End to end through the server (prompt time from its execution messages; s = 0.5, euler)", ""]
         lines += ["| model | pack graph | core graph | pack / core |", "|---|---|---|---|"]
@@ -656,6 +613,90 @@ def report(results: dict) -> str:
             lines.append(f"| {name} | {seconds(row['pack'])} | {seconds(row['core'])} | **{row['ratio']:.3f}** |")
         lines.append("")
     return "\n".join(lines)
+
+
+def rows_report(model: dict) -> list[str]:
+    lines = [
+        "| work | batch | sampler | s | model steps | pack | core | pack / core | max abs Δ |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in model["rows"]:
+        lines.append(
+            f"| {row['kind']} | {row['batch']} | {row['sampler']} | {row['s']} | {row['pack']['model_calls']} | "
+            f"{spread(row['pack'])} | {spread(row['core'])} | **{row['ratio']:.3f}** | "
+            f"{row['difference']['max_abs']:.1e} |"
+        )
+    lines += ["", "Per step, memory and the floor (medians; loop = inside the sampler, outside the denoiser; "
+              "fixed = outside the sampler):", ""]  # fmt: skip
+    lines += [
+        "| work | batch | sampler | s | model/step (UNet alone) pack · core | loop/step pack · core "
+        "| fixed pack · core | peak extra memory pack · core | FLOP floor here | pack / floor "
+        "| H100 floor (projected) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in model["rows"]:
+        pack, core = row["pack"], row["core"]
+        floor = row.get("floor_s")
+        lines.append(
+            f"| {row['kind'].split()[0]} | {row['batch']} | {row['sampler']} | {row['s']} | "
+            f"{seconds(pack['model_per_step_s'])} ({seconds(pack['unet_per_step_s'])}) · "
+            f"{seconds(core['model_per_step_s'])} ({seconds(core['unet_per_step_s'])}) | "
+            f"{pack['loop_per_step_s'] * 1000:.2f} · {core['loop_per_step_s'] * 1000:.2f} ms | "
+            f"{seconds(pack['fixed_s'])} · {seconds(core['fixed_s'])} | "
+            f"{pack['peak_extra_mib']:.0f} · {core['peak_extra_mib']:.0f} MiB | "
+            + (f"{seconds(floor)} | {pack['total_s'] / floor:.2f}× | {row['h100_floor_s'] * 1e3:.2f} ms |"
+               if floor else "– | – | – |")
+        )  # fmt: skip
+    lines += ["", "VAE (pack nodes, tiling off): " + "; ".join(
+        f"batch {batch}: encode {seconds(t['encode']['median_s'])}, decode {seconds(t['decode']['median_s'])}"
+        for batch, t in model["vae"].items()) + ".", ""]  # fmt: skip
+    attention = model["attention"]
+    lines += [
+        "One UNet forward, CFG batch 2, float32: ComfyUI's attention for this device "
+        f"{seconds(attention['comfyui']['median_s'])}, PyTorch's fused attention "
+        f"{seconds(attention['fused']['median_s'])}.",
+        "",
+    ]
+    flops = "; ".join(f"batch {b}: {f / 1e12:.3f} TFLOP" for b, f in model["flops_per_step"].items())
+    lines += [f"FLOPs per model step (cond + uncond, torch.utils.flop_counter): {flops}.", ""]
+    return lines
+
+
+def accelerate_report(accelerate: dict) -> list[str]:
+    lines = [
+        f"accelerate ({accelerate['dtype']} weights + fused attention; the first run converts the weights, "
+        "later runs reuse them):",
+        "",
+        "| s | model steps | pack accelerate | first run | core KSamplerAdvanced | speed-up | model/step | "
+        "vs plain pack: rel. RMS · max abs |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in accelerate["rows"]:
+        lines.append(
+            f"| {row['s']} | {row['pack']['model_calls']} | {spread(row['pack'])} | "
+            f"{seconds(row['pack']['first_s'])} | {spread(row['core'])} | "
+            f"**{1 / row['ratio']:.2f}×** | {seconds(row['pack']['model_per_step_s'])} | "
+            f"{row['vs_plain']['rel_rms']:.2%} · {row['vs_plain']['max_abs']:.2g} |"
+        )
+    return [*lines, ""]
+
+
+def curve_report(model: dict) -> list[str]:
+    lines = [
+        "Strength curve (euler, batch 1): each time over the pack's time at s = 1 in the same repeat (median of "
+        "the repeats' ratios); core KSampler(denoise) runs N steps at every s",
+        "",
+        "| s | k/N | pack total | pack sampler only | sampler only vs k/N | core KSampler(denoise) total |",
+        "|---|---|---|---|---|---|",
+    ]
+    for point in model["curve"]:
+        share = point["model_steps"] / model["steps"]
+        deviation = f"{point['pack_sampler'] / share - 1:+.1%}" if share else "–"
+        lines.append(
+            f"| {point['s']} | {share:.2f} | {point['pack_total']:.3f} | {point['pack_sampler']:.3f} | "
+            f"{deviation} | {point['core_total']:.3f} |"
+        )
+    return [*lines, ""]
 
 
 def machine() -> str:
@@ -692,10 +733,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="the test checkpoint only (under 3 minutes)")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per configuration, after a warm-up")
-    parser.add_argument("--no-server", action="store_true", help="skip the end-to-end runs through a server")
+    parser.add_argument(
+        "--parts",
+        default=",".join(PARTS),
+        help=f"what to measure, comma-separated from {','.join(PARTS)} (default: all)",
+    )
     options = parser.parse_args(argv)
     if options.repeats < 1:
         parser.error("--repeats must be at least 1")
+    parts = tuple(part.strip() for part in options.parts.split(","))
+    if unknown := set(parts) - set(PARTS):
+        parser.error(f"--parts: unknown {', '.join(sorted(unknown))}; choose from {', '.join(PARTS)}")
     host = host_harness.default_host()
     out = host.root / "bench"
     models_dir = host.root / "bench-models"
@@ -719,14 +767,14 @@ def main(argv: list[str] | None = None) -> int:
     }  # fmt: skip
     for spec in specs:
         bench = Bench(comfy_nodes, pack, spec, checkpoints[spec.name], options.repeats)
-        results["models"].append(bench.run(results["matmul_rate"]))
+        results["models"].append(bench.run(results["matmul_rate"], parts))
         del bench
         comfy.model_management.unload_all_models()
         comfy.model_management.soft_empty_cache()
-    if not options.no_server:
+    if "server" in parts:
         results["server"] = end_to_end(host, models_dir, specs, options.repeats, out / "server")
     results["seconds"] = time.monotonic() - started
-    name = "quick" if options.quick else "full"
+    name = ("quick" if options.quick else "full") + ("" if parts == PARTS else "-" + "-".join(parts))
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{name}.json").write_text(json.dumps(results, indent=1))
     text = report(results) + f"\nBench time: {results['seconds'] / 60:.1f} min.\n"
