@@ -7,7 +7,6 @@ import re
 import time
 from pathlib import Path
 
-import pytest
 from PIL import Image
 
 from pack_under_test import GRAPH_NODE_IDS
@@ -67,44 +66,6 @@ def test_saving_twice_never_overwrites(server, api_graph):
     second = server.wait(server.queue(api_graph(seed=104, **{"9.filename_prefix": "again/same"})))
     [a], [b] = saved_files(server, first), saved_files(server, second)
     assert a != b and a.is_file() and b.is_file() and a.parent.name == "again"
-
-
-@pytest.mark.parametrize(
-    ("node", "name", "value", "needle"),
-    [
-        ("7", "steps", 0, "steps"),
-        ("7", "denoise", 1.5, "denoise"),
-        ("4", "image", "../../etc/passwd", "image"),
-        ("4", "image", "missing.png", "missing.png"),
-    ],
-)
-def test_bad_values_are_refused_at_validation_and_the_server_keeps_serving(
-    server, api_graph, node, name, value, needle
-):
-    graph = api_graph(seed=105, **{f"{node}.{name}": value})
-    status, answer = server.post_json("/prompt", {"prompt": graph})
-    assert status == 400
-    errors = answer["node_errors"][node]["errors"]
-    assert any(needle in json.dumps(error) for error in errors), errors
-    assert server.get_json("/system_stats")["system"]["comfyui_version"] == "0.3.75"
-
-
-def test_a_malformed_graph_gets_node_errors(server, api_graph):
-    graph = api_graph(seed=106)
-    del graph["7"]["inputs"]["model"]
-    status, answer = server.post_json("/prompt", {"prompt": graph})
-    assert status == 400 and "7" in answer["node_errors"]
-    assert server.get_json("/system_stats")
-
-
-@pytest.mark.parametrize(("name", "value"), [("cfg", float("nan")), ("denoise", float("nan"))])
-def test_an_execution_error_names_the_input_and_the_server_keeps_serving(server, api_graph, name, value):
-    # NaN passes ComfyUI's min/max validation (every comparison with NaN is false): the node refuses it.
-    entry = server.wait(server.queue(api_graph(seed=107, **{f"7.{name}": value, "6.denoise": 0.6})))
-    assert entry["status"]["status_str"] == "error"
-    error = next(m[1] for m in entry["status"]["messages"] if m[0] == "execution_error")
-    assert error["node_type"] == "Img2ImgKSampler" and name in error["exception_message"]
-    assert server.wait(server.queue(api_graph(seed=108)))["status"]["status_str"] == "success"
 
 
 def test_the_log_shows_the_pack_imported(server):
