@@ -32,7 +32,7 @@ import urllib.error
 import urllib.request
 import uuid
 import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -247,8 +247,12 @@ class Server:
         workdir: Path,
         port: int | None = None,
         extra_args: Sequence[str] = (),
+        preexec_fn: Callable[[], None] | None = None,
     ) -> None:
+        """``preexec_fn`` runs in the server's process before ComfyUI starts (the fault tests set resource
+        limits there); like subprocess's, it must not take locks that another thread of the caller may hold."""
         self.host = host
+        self.preexec_fn = preexec_fn
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.input_dir = workdir / "input"
@@ -284,7 +288,12 @@ class Server:
     def start(self, timeout: float = 180.0) -> Server:
         with open(self.log_path, "ab") as log_file:
             self.process = subprocess.Popen(
-                self.args, cwd=self.host.comfyui, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
+                self.args,
+                cwd=self.host.comfyui,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=self.preexec_fn,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -88,9 +88,13 @@ def test_accelerate_leaves_the_float32_weights_as_they_were(comfy_runtime, laten
     pack(comfy_runtime, comfy_runtime.model, latent, accelerate=True)
     after = unet.state_dict()
     assert unet.dtype == torch.float32
-    assert all(after[name].dtype == tensor.dtype and torch.equal(after[name], tensor) for name, tensor in before.items())
+    assert all(
+        after[name].dtype == tensor.dtype and torch.equal(after[name], tensor) for name, tensor in before.items()
+    )
     # ... and core, run next on the same model, gives what it gave before any accelerated run.
-    assert torch.equal(core(comfy_runtime, comfy_runtime.model, latent), core(comfy_runtime, comfy_runtime.model, latent))
+    assert torch.equal(
+        core(comfy_runtime, comfy_runtime.model, latent), core(comfy_runtime, comfy_runtime.model, latent)
+    )
 
 
 def test_a_patched_model_gives_the_same_result_through_the_pack_as_through_core(comfy_runtime, latent, accelerates):
