@@ -147,33 +147,23 @@ class Probe:
 
         # Plain functions, not bound methods: ComfyUI deep-copies model options, and a bound method's
         # copy would carry a copy of the probe.
-        def timed_denoiser(executor, *args, **kwargs):
-            sync()
-            start = time.perf_counter()
-            out = executor(*args, **kwargs)
-            sync()
-            probe.model_s += time.perf_counter() - start
-            probe.model_calls += 1
-            return out
+        def timed(field: str):
+            def wrapper(executor, *args, **kwargs):
+                sync()
+                start = time.perf_counter()
+                out = executor(*args, **kwargs)
+                sync()
+                setattr(probe, field, getattr(probe, field) + time.perf_counter() - start)
+                if field == "model_s":
+                    probe.model_calls += 1
+                return out
 
-        def timed_unet(executor, *args, **kwargs):
-            sync()
-            start = time.perf_counter()
-            out = executor(*args, **kwargs)
-            sync()
-            probe.unet_s += time.perf_counter() - start
-            return out
+            return wrapper
 
-        def timed_loop(executor, *args, **kwargs):
-            start = time.perf_counter()
-            out = executor(*args, **kwargs)
-            sync()
-            probe.loop_s += time.perf_counter() - start
-            return out
-
-        probe.model.add_wrapper_with_key(extension.WrappersMP.PREDICT_NOISE, "img2img-bench", timed_denoiser)
-        probe.model.add_wrapper_with_key(extension.WrappersMP.SAMPLER_SAMPLE, "img2img-bench", timed_loop)
-        probe.model.add_wrapper_with_key(extension.WrappersMP.DIFFUSION_MODEL, "img2img-bench", timed_unet)
+        wrappers = extension.WrappersMP
+        probe.model.add_wrapper_with_key(wrappers.PREDICT_NOISE, "img2img-bench", timed("model_s"))
+        probe.model.add_wrapper_with_key(wrappers.SAMPLER_SAMPLE, "img2img-bench", timed("loop_s"))
+        probe.model.add_wrapper_with_key(wrappers.DIFFUSION_MODEL, "img2img-bench", timed("unet_s"))
         return probe
 
     def reset(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import types
 
 import pytest
+import torch
 
 from host_servers import host_harness
 from pack_under_test import SAMPLE, import_comfyui, load_nodes
@@ -49,3 +50,9 @@ def comfy_runtime(comfy_host):
         positive=encode(clip, "a watercolor of hills")[0],
         negative=encode(clip, "blurry")[0],
     )
+
+
+@pytest.fixture
+def inference_mode():
+    with torch.inference_mode():
+        yield

@@ -20,11 +20,8 @@ SEED = 7
 STEPS, DENOISE = 10, 0.5
 
 
-@pytest.fixture(autouse=True)
-def inference_mode():
-    """ComfyUI's executor runs every node under inference mode; so do these calls."""
-    with torch.inference_mode():
-        yield
+# ComfyUI's executor runs every node under inference mode; so do these calls.
+pytestmark = pytest.mark.usefixtures("inference_mode")
 
 
 @pytest.fixture(scope="module")

@@ -26,11 +26,8 @@ def runtime(comfy_runtime):
     return comfy_runtime
 
 
-@pytest.fixture(autouse=True)
-def inference_mode():
-    """ComfyUI's executor runs every node under inference mode; so do these calls."""
-    with torch.inference_mode():
-        yield
+# ComfyUI's executor runs every node under inference mode; so do these calls.
+pytestmark = pytest.mark.usefixtures("inference_mode")
 
 
 @pytest.fixture(scope="module")
