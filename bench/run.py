@@ -14,6 +14,7 @@ beside this file explains the tables and holds the last full run.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import json
 import os
@@ -90,12 +91,17 @@ def log(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def sync() -> None:
+@functools.cache
+def device() -> torch.device:
     import comfy.model_management
 
-    device = comfy.model_management.get_torch_device()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    return comfy.model_management.get_torch_device()
+
+
+def sync() -> None:
+    """Wait for the device's queued work, so that a timer stops when the work is done (a no-op on a CPU)."""
+    if device().type == "cuda":
+        torch.cuda.synchronize(device())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -174,10 +180,9 @@ class PeakMemory:
     """Peak memory above the level at entry: allocated device memory on CUDA, the process's RSS elsewhere."""
 
     def __init__(self) -> None:
-        import comfy.model_management
         import psutil
 
-        self.device = comfy.model_management.get_torch_device()
+        self.device = device()
         self.process = psutil.Process()
         self.peak = 0
 
@@ -264,35 +269,32 @@ def side_by_side(runs: dict[str, Callable[[], torch.Tensor]], probe: Probe, repe
     """Warm each up once, then alternate them ``repeats`` times."""
     results = {name: Runs() for name in runs}
     for name, run in runs.items():
-        results[name].first_s = median_time(run, 0)["first_s"]
+        results[name].first_s = wall_time(run)
     for _ in range(repeats):
         for name, run in runs.items():
             results[name].add(run, probe)
     return results
 
 
-def median_time(run: Callable[[], object], repeats: int) -> dict[str, float]:
+def wall_time(run: Callable[[], object]) -> float:
     sync()
     start = time.perf_counter()
     run()
     sync()
-    first = time.perf_counter() - start
-    if not repeats:
-        return {"first_s": first}
-    times = []
-    for _ in range(repeats):
-        sync()
-        start = time.perf_counter()
-        run()
-        sync()
-        times.append(time.perf_counter() - start)
+    return time.perf_counter() - start
+
+
+def median_time(run: Callable[[], object], repeats: int) -> dict[str, float]:
+    """The first run's time, then the median, min and max of ``repeats`` more."""
+    first = wall_time(run)
+    times = [wall_time(run) for _ in range(repeats)]
     return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times), "first_s": first}
 
 
-def matmul_rate(dtype: torch.dtype, device, size: int = 2048) -> float:
+def matmul_rate(dtype: torch.dtype, size: int = 2048) -> float:
     """Dense matmul FLOP/s on the device: the machine's floor for the UNet's convolutions and projections."""
-    a = torch.randn(size, size, device=device, dtype=dtype)
-    b = torch.randn(size, size, device=device, dtype=dtype)
+    a = torch.randn(size, size, device=device(), dtype=dtype)
+    b = torch.randn(size, size, device=device(), dtype=dtype)
     timing = median_time(lambda: a @ b, 10)
     return 2 * size**3 / timing["median_s"]
 
@@ -327,6 +329,7 @@ class Bench:
         self.model = self.probe.model
         encode = self.comfy_nodes.CLIPTextEncode().encode
         self.positive, self.negative = encode(clip, POSITIVE)[0], encode(clip, NEGATIVE)[0]
+        self.latents: dict[int, dict] = {}
 
     def image_batch(self, batch: int) -> torch.Tensor:
         from comfyui_img2img.nodes.core.fit import fit_image_and_mask
@@ -336,7 +339,11 @@ class Bench:
         return fit_image_and_mask(image, mask, self.spec.size, self.spec.size)[0].repeat(batch, 1, 1, 1)
 
     def latent(self, batch: int) -> dict:
-        return self.pack["Img2ImgVAEEncode"]().encode(self.image_batch(batch), self.vae, "never", 512, 64)[0]
+        if batch not in self.latents:
+            self.latents[batch] = self.pack["Img2ImgVAEEncode"]().encode(
+                self.image_batch(batch), self.vae, "never", 512, 64
+            )[0]
+        return self.latents[batch]
 
     def pack_run(self, latent, sampler, denoise, mode="steps_x_denoise", accelerate=False, seed=1):
         def run():
@@ -436,14 +443,13 @@ class Bench:
 
     def rows(self, result: dict[str, object], rates: dict[str, float]) -> None:
         spec = self.spec
-        latents = {batch: self.latent(batch) for batch, _, _ in spec.rows}
         result["attention"] = self.attention_times()
-        for batch in latents:
+        for batch in dict.fromkeys(batch for batch, _, _ in spec.rows):
             result.setdefault("flops_per_step", {})[batch] = self.flops_per_step(batch)
             result.setdefault("vae", {})[batch] = self.vae_times(batch)
         for batch, sampler, denoise in spec.rows:
             log(f"{spec.name}: batch {batch}, {sampler}, s={denoise}: steps_x_denoise vs KSamplerAdvanced")
-            latent = latents[batch]
+            latent = self.latent(batch)
             row = self.pair(self.pack_run(latent, sampler, denoise), self.core_advanced_run(latent, sampler, denoise))
             del row["pack_output"]
             steps = row["pack"]["model_calls"]
@@ -452,7 +458,7 @@ class Bench:
             row["h100_floor_s"] = steps * result["flops_per_step"][batch] / H100_FLOPS
             result["rows"].append(row)
         log(f"{spec.name}: comfy mode vs KSampler(denoise)")
-        latent = latents.get(1) or self.latent(1)
+        latent = self.latent(1)
         row = self.pair(self.pack_run(latent, "euler", 0.5, "comfy"), self.core_denoise_run(latent, "euler", 0.5))
         del row["pack_output"]
         row.update(kind="comfy vs KSampler(denoise)", batch=1, sampler="euler", s=0.5)
@@ -549,9 +555,9 @@ def end_to_end(host: host_harness.Host, models_dir: Path, specs: list[ModelSpec]
     workdir.mkdir(parents=True)
     paths = workdir / "extra_model_paths.yaml"
     paths.write_text(f"img2img_bench:\n  checkpoints: {models_dir}\n")
-    server = host_harness.Server(host, workdir, extra_args=("--extra-model-paths-config", str(paths)))
-    if torch.cuda.is_available():
-        server.args.remove("--cpu")  # the harness serves tests on the CPU; measure the GPU where there is one
+    server = host_harness.Server(
+        host, workdir, extra_args=("--extra-model-paths-config", str(paths)), cpu=not torch.cuda.is_available()
+    )
     results = {}
     with server:
         for spec in specs:
@@ -690,7 +696,6 @@ def curve_report(model: dict) -> list[str]:
 
 
 def machine() -> str:
-    import comfy.model_management
     import comfyui_version
 
     cpu = platform.processor() or platform.machine()
@@ -698,12 +703,11 @@ def machine() -> str:
     if cpuinfo.exists():
         lines = cpuinfo.read_text().splitlines()
         cpu = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), cpu)
-    device = comfy.model_management.get_torch_device()
-    if device.type == "cuda":
-        cpu += f", GPU {torch.cuda.get_device_name(device)}"
+    if device().type == "cuda":
+        cpu += f", GPU {torch.cuda.get_device_name(device())}"
     return (
         f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), "
-        f"ComfyUI {comfyui_version.__version__}, device {device}, fp32 weights as ComfyUI loads them there"
+        f"ComfyUI {comfyui_version.__version__}, device {device()}, fp32 weights as ComfyUI loads them there"
     )
 
 
@@ -742,7 +746,6 @@ def main(argv: list[str] | None = None) -> int:
     pack = load_pack()
     import comfy.model_management
 
-    device = comfy.model_management.get_torch_device()
     specs = [TINY_QUICK] if options.quick else [TINY, SD15]
     checkpoints = {TINY_NAME: host.checkpoint}
     if not options.quick:
@@ -752,7 +755,7 @@ def main(argv: list[str] | None = None) -> int:
     results = {
         "command": command.strip(),
         "machine": machine(),
-        "matmul_rate": {str(d).removeprefix("torch."): matmul_rate(d, device) for d in (torch.float32, torch.bfloat16)},
+        "matmul_rate": {str(d).removeprefix("torch."): matmul_rate(d) for d in (torch.float32, torch.bfloat16)},
         "models": [],
     }  # fmt: skip
     for spec in specs:

@@ -98,7 +98,8 @@ class LowPrecisionSampler(comfy.samplers.Sampler):
             return "hooks change the weights while it samples"
         device = model_wrap.model_patcher.load_device
         copy_bytes = sum(p.numel() for p in base.diffusion_model.parameters()) * self.dtype.itemsize
-        if comfy.model_management.get_free_memory(device) < 1.2 * copy_bytes:
+        # A kept copy is reused or released before converting: its memory is as good as free here.
+        if comfy.model_management.get_free_memory(device) + kept_bytes() < 1.2 * copy_bytes:
             return f"a {self.dtype} copy of the weights ({copy_bytes / 2**30:.1f} GiB) would not fit in free memory"
         return ""
 
@@ -127,6 +128,10 @@ def weights_in(module: torch.nn.Module, dtype: torch.dtype, patches_key: object 
 
 # The last converted weights on a CPU: {"module": weak reference, "key": ..., "tensors": [...]}.
 _kept: dict[str, object] = {}
+
+
+def kept_bytes() -> int:
+    return sum(t.numel() * t.element_size() for t in _kept.get("tensors", ()))
 
 
 def converted_tensors(

@@ -37,6 +37,17 @@ DENOISE_INPUT = (
         "tooltip": "Strength: 0 returns the input unchanged, 1 starts from pure noise like txt2img.",
     },
 )
+CFG_INPUT = (
+    "FLOAT",
+    {
+        "default": 7.0,
+        "min": 0.0,
+        "max": 100.0,
+        "step": 0.1,
+        "round": 0.01,
+        "tooltip": "Classifier-free guidance scale: how strongly the prompt steers each step.",
+    },
+)
 SAMPLER_INPUT = (
     comfy.samplers.KSampler.SAMPLERS,
     {
@@ -116,17 +127,7 @@ class Img2ImgKSampler:
                 ),
                 "seed": SEED_INPUT,
                 "steps": STEPS_INPUT,
-                "cfg": (
-                    "FLOAT",
-                    {
-                        "default": 7.0,
-                        "min": 0.0,
-                        "max": 100.0,
-                        "step": 0.1,
-                        "round": 0.01,
-                        "tooltip": "Classifier-free guidance scale: how strongly the prompt steers each step.",
-                    },
-                ),
+                "cfg": CFG_INPUT,
                 "sampler_name": SAMPLER_INPUT,
                 "scheduler": SCHEDULER_INPUT,
                 "denoise": DENOISE_INPUT,

@@ -22,7 +22,7 @@ import torch
 from .accelerate import accelerate as accelerated
 from .core import samplers as core_samplers
 from .core import schedules
-from .core.noise import initial_noise
+from .core.noise import image_seed, initial_noise
 from .core.strength import StrengthPlan, plan_strength, sigmas_for_strength
 
 # The key under which the pack's own state rides along in a LATENT dict. Core nodes copy the
@@ -150,8 +150,7 @@ def _per_image(make_noise_sampler):
 
     def make(x: torch.Tensor, sigma_min, sigma_max, seed: int | None):
         samplers = [
-            # seed + i wraps past the largest seed, as the initial noise does.
-            make_noise_sampler(x[i : i + 1], sigma_min, sigma_max, None if seed is None else (seed + i) % 2**64)
+            make_noise_sampler(x[i : i + 1], sigma_min, sigma_max, None if seed is None else image_seed(seed, i))
             for i in range(x.shape[0])
         ]
         return lambda sigma, sigma_next: torch.cat([sample(sigma, sigma_next) for sample in samplers])

@@ -5,7 +5,15 @@ from __future__ import annotations
 import torch
 
 from .core.contact_sheet import contact_sheet, parse_numbers
-from .ksampler import GUIDANCE_INPUTS, SAMPLER_INPUT, SCHEDULER_INPUT, SEED_INPUT, STEPS_INPUT, STRENGTH_MODE_INPUT
+from .ksampler import (
+    CFG_INPUT,
+    GUIDANCE_INPUTS,
+    SAMPLER_INPUT,
+    SCHEDULER_INPUT,
+    SEED_INPUT,
+    STEPS_INPUT,
+    STRENGTH_MODE_INPUT,
+)
 from .sampling import check_latent_channels, model_sampling, noise_for, run, schedule_for_strength
 
 
@@ -32,10 +40,7 @@ class Img2ImgDenoiseSweep:
                 "vae": ("VAE", {"tooltip": "The VAE to decode the results with."}),
                 "seed": SEED_INPUT,
                 "steps": STEPS_INPUT,
-                "cfg": ("FLOAT", {
-                    "default": 7.0, "min": 0.0, "max": 100.0, "step": 0.1, "round": 0.01,
-                    "tooltip": "Classifier-free guidance scale.",
-                }),
+                "cfg": CFG_INPUT,
                 "sampler_name": SAMPLER_INPUT,
                 "scheduler": SCHEDULER_INPUT,
                 "strength_mode": STRENGTH_MODE_INPUT,

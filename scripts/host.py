@@ -248,6 +248,7 @@ class Server:
         port: int | None = None,
         extra_args: Sequence[str] = (),
         preexec_fn: Callable[[], None] | None = None,
+        cpu: bool = True,
     ) -> None:
         """``preexec_fn`` runs in the server's process before ComfyUI starts (the fault tests set resource
         limits there); like subprocess's, it must not take locks that another thread of the caller may hold."""
@@ -265,7 +266,7 @@ class Server:
         self.args = [
             str(host.python),
             "main.py",
-            "--cpu",
+            *(["--cpu"] if cpu else []),  # tests always run on the CPU; the bench measures a GPU where one is
             "--listen",
             "127.0.0.1",
             "--port",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import shutil
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -48,3 +49,23 @@ def start_server(comfy_host, tmp_path_factory):
 @pytest.fixture(scope="session")
 def server(start_server):
     return start_server()
+
+
+def saved_paths(server, entry: dict) -> list[Path]:
+    """The files a successful prompt's /history entry says it saved."""
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    images = [image for output in entry["outputs"].values() for image in output.get("images", [])]
+    return [server.output_dir / image["subfolder"] / image["filename"] for image in images]
+
+
+def load_and_save(image: str, prefix: str, **load_inputs) -> dict:
+    """A graph without a model: Img2ImgLoadImage straight into Img2ImgSaveImage."""
+    load = {
+        "image": image, "frames": "first", "folder": "", "index": 0, "limit": 1, "width": 0, "height": 0,
+        "multiple": 8, "fit": "crop", "method": "lanczos", **load_inputs,
+    }  # fmt: skip
+    return {
+        "1": {"class_type": "Img2ImgLoadImage", "inputs": load},
+        "2": {"class_type": "Img2ImgSaveImage", "inputs": {
+            "images": ["1", 0], "filename_prefix": prefix, "format": "png", "quality": 95, "source_name": ["1", 2]}},
+    }  # fmt: skip

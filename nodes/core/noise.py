@@ -14,6 +14,12 @@ def _generator(seed: int) -> torch.Generator:
     return torch.Generator(device="cpu").manual_seed(seed)
 
 
+def image_seed(seed: int, index: int) -> int:
+    """The seed of image ``index`` in ``per_image`` mode: seed + index, wrapping past the largest seed
+    (2**64 - 1, the nodes' maximum), which torch would refuse."""
+    return (seed + index) % 2**64
+
+
 def initial_noise(
     shape: Sequence[int],
     seed: int,
@@ -33,8 +39,7 @@ def initial_noise(
     one = (1, *shape[1:])
     if batch_seed == "per_image":
         indices = batch_index if batch_index is not None else range(shape[0])
-        # seed + i wraps past the largest seed (2**64 - 1, the nodes' maximum), which torch would refuse.
-        return torch.cat([torch.randn(one, dtype=dtype, generator=_generator((seed + i) % 2**64)) for i in indices])
+        return torch.cat([torch.randn(one, dtype=dtype, generator=_generator(image_seed(seed, i))) for i in indices])
     generator = _generator(seed)
     if batch_index is None:
         return torch.randn(shape, dtype=dtype, generator=generator)

@@ -158,12 +158,6 @@ ROWS = [
 ]
 
 
-def png(picture: Image.Image, **options) -> bytes:
-    buffer = io.BytesIO()
-    picture.save(buffer, format="PNG", **options)
-    return buffer.getvalue()
-
-
 def encoded(picture: Image.Image, format: str, **options) -> bytes:
     buffer = io.BytesIO()
     picture.save(buffer, format=format, **options)
@@ -188,17 +182,17 @@ def input_files() -> dict[str, bytes]:
     sixteen = Image.fromarray((rng.integers(0, 65536, (64, 64), dtype=np.uint16)).astype(np.uint16))
     return {
         "zero.png": b"",
-        "truncated.png": png(photo)[:300],
+        "truncated.png": encoded(photo, "PNG")[:300],
         "truncated.jpg": encoded(photo, "JPEG", quality=90)[:700],
         "notes.png": b"just some text, not a picture\n",
-        "one_pixel.png": png(Image.new("RGB", (1, 1), (10, 200, 30))),
+        "one_pixel.png": encoded(Image.new("RGB", (1, 1), (10, 200, 30)), "PNG"),
         "bomb.png": bomb_png(),
         "animated.gif": encoded(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=50, loop=0),
         "animated.webp": encoded(frames[0], "WEBP", save_all=True, append_images=frames[1:], duration=50),
         "cmyk.jpg": encoded(photo.convert("CMYK"), "JPEG"),
-        "sixteen.png": png(sixteen),
-        "palette.png": png(palette, transparency=0),
-        "Über den Wolken ☁.png": png(photo),
+        "sixteen.png": encoded(sixteen, "PNG"),
+        "palette.png": encoded(palette, "PNG", transparency=0),
+        "Über den Wolken ☁.png": encoded(photo, "PNG"),
     }
 
 

@@ -21,7 +21,7 @@ import psutil
 import websocket
 from PIL import Image
 
-from host_servers import host_harness
+from host_servers import host_harness, load_and_save, saved_paths
 
 # The issue's 200 prompts take about 25 s on two idle cores (64x64, 4 steps); IMG2IMG_LOAD_PROMPTS sets
 # fewer for a busy machine, or more for a longer soak.
@@ -38,11 +38,6 @@ FSIZE_LIMIT = 64 * 1024
 def files_in(folder: Path) -> dict[str, int]:
     """Every file under ``folder`` (hidden temporary files too), by relative path, with its size."""
     return {str(path.relative_to(folder)): path.stat().st_size for path in folder.rglob("*") if not path.is_dir()}
-
-
-def saved_paths(server, entry: dict) -> list[Path]:
-    images = [image for output in entry["outputs"].values() for image in output.get("images", [])]
-    return [server.output_dir / image["subfolder"] / image["filename"] for image in images]
 
 
 def write_noise(path: Path, size: int, seed: int) -> None:
@@ -173,14 +168,6 @@ def test_interrupt_mid_sampling_leaves_no_file_and_the_next_prompt_saves_one(ser
         assert png.size == (128, 128)
 
 
-def load_and_save_graph(image_name: str) -> dict:
-    """Img2ImgLoadImage straight into Img2ImgSaveImage: the save node's write without a model in the way."""
-    graph = host_harness.demo_graph(image_name, seed=0)
-    graph = {"4": graph["4"], "9": graph["9"]}
-    graph["9"]["inputs"]["images"] = ["4", 0]
-    return graph
-
-
 def limit_file_size() -> None:
     """In the server's process: writes past FSIZE_LIMIT bytes of a file fail with EFBIG.
 
@@ -199,10 +186,10 @@ def test_a_write_that_fails_part_way_leaves_no_file_and_the_server_keeps_saving(
         # The log is written by the limited process too; past the limit its own prints would fail.
         assert server.log_path.stat().st_size < FSIZE_LIMIT / 2
 
-        entry = server.wait(server.queue(load_and_save_graph("big.png")), timeout=120)
+        entry = server.wait(server.queue(load_and_save("big.png", "big")), timeout=120)
         assert entry["status"]["status_str"] == "error", entry["status"]
         error = dict(entry["status"]["messages"])["execution_error"]
-        assert (error["node_id"], error["node_type"]) == ("9", "Img2ImgSaveImage"), error
+        assert (error["node_id"], error["node_type"]) == ("2", "Img2ImgSaveImage"), error
         # The limit made the write fail, part-way: not some other error before it.
         assert os.strerror(errno.EFBIG) in error["exception_message"], error
         assert server.get_json("/system_stats")["system"]["comfyui_version"] == "0.3.75"
@@ -211,7 +198,7 @@ def test_a_write_that_fails_part_way_leaves_no_file_and_the_server_keeps_saving(
         assert files_in(server.output_dir) == {}
 
         # The failure leaves nothing behind that stops the next save.
-        entry = server.wait(server.queue(load_and_save_graph("small.png")), timeout=120)
+        entry = server.wait(server.queue(load_and_save("small.png", "small")), timeout=120)
         assert entry["status"]["status_str"] == "success", entry["status"]
         [path] = saved_paths(server, entry)
         assert files_in(server.output_dir) == {str(path.relative_to(server.output_dir)): path.stat().st_size}

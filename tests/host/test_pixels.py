@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +11,7 @@ import requests
 from PIL import Image
 
 from a1111_infotext import read_infotext
+from host_servers import load_and_save, saved_paths
 
 
 def png_bytes(picture: Image.Image) -> bytes:
@@ -31,34 +31,11 @@ def upload(server, name: str, data: bytes, subfolder: str = "") -> dict:
     return answer.json()
 
 
-def load_and_save(image: str, prefix: str, **load_inputs) -> dict:
-    """A graph without a model: Img2ImgLoadImage straight into Img2ImgSaveImage."""
-    load = {
-        "image": image, "frames": "first", "folder": "", "index": 0, "limit": 1, "width": 0, "height": 0,
-        "multiple": 8, "fit": "crop", "method": "lanczos", **load_inputs,
-    }  # fmt: skip
-    return {
-        "1": {"class_type": "Img2ImgLoadImage", "inputs": load},
-        "2": {"class_type": "Img2ImgSaveImage", "inputs": {
-            "images": ["1", 0], "filename_prefix": prefix, "format": "png", "quality": 95, "source_name": ["1", 2]}},
-    }  # fmt: skip
-
-
-def saved(server, entry) -> list[Path]:
-    assert entry["status"]["status_str"] == "success", entry["status"]
-    images = [image for output in entry["outputs"].values() for image in output.get("images", [])]
-    return [server.output_dir / image["subfolder"] / image["filename"] for image in images]
-
-
-def tree(root: Path) -> dict[str, bytes]:
-    return {str(path.relative_to(root)): path.read_bytes() for path in root.rglob("*") if path.is_file()}
-
-
 def test_an_uploaded_picture_loads_and_saves_pixel_exact(server):
     rng = np.random.default_rng(1)
     pixels = rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)
     upload(server, "noise picture.png", png_bytes(Image.fromarray(pixels)))
-    [path] = saved(server, server.wait(server.queue(load_and_save("noise picture.png", "exact/copy"))))
+    [path] = saved_paths(server, server.wait(server.queue(load_and_save("noise picture.png", "exact/copy"))))
     assert path.name == "copy_noise_picture_00001_.png"
     with Image.open(path) as png:
         assert np.array_equal(np.asarray(png.convert("RGB")), pixels)
@@ -67,7 +44,7 @@ def test_an_uploaded_picture_loads_and_saves_pixel_exact(server):
 def test_the_img2img_png_carries_workflow_and_a1111_parameters(server, api_graph):
     workflow = {"nodes": [{"id": 4, "type": "Img2ImgLoadImage"}], "links": [], "version": 0.4}
     entry = server.wait(server.queue(api_graph(seed=4242), {"extra_pnginfo": {"workflow": workflow}}))
-    [path] = saved(server, entry)
+    [path] = saved_paths(server, entry)
     with Image.open(path) as png:
         assert json.loads(png.text["workflow"]) == workflow
         prompt, negative, values = read_infotext(png.text["parameters"])
@@ -82,7 +59,7 @@ def test_other_formats_are_written(server, image_format, suffix):
     upload(server, "gradient.png", png_bytes(Image.linear_gradient("L").resize((64, 48)).convert("RGB")))
     graph = load_and_save("gradient.png", f"formats/{image_format}")
     graph["2"]["inputs"]["format"] = image_format
-    [path] = saved(server, server.wait(server.queue(graph)))
+    [path] = saved_paths(server, server.wait(server.queue(graph)))
     assert path.suffix == suffix
     with Image.open(path) as picture:
         assert picture.size == (64, 48)
@@ -93,13 +70,13 @@ def test_other_formats_are_written(server, image_format, suffix):
 def test_folder_mode_walks_the_folder_in_sorted_order_and_names_outputs_after_sources(server):
     for name, value in [("b.png", 40), ("a.png", 20), ("c.png", 60)]:
         upload(server, name, png_bytes(Image.new("RGB", (16, 16), (value, value, value))), subfolder="walk")
-    [second] = saved(
+    [second] = saved_paths(
         server, server.wait(server.queue(load_and_save("sample.png", "walked/one", folder="walk", index=1)))
     )
     assert "_b_" in second.name
     with Image.open(second) as png:
         assert png.getpixel((0, 0)) == (40, 40, 40)
-    everything = saved(
+    everything = saved_paths(
         server, server.wait(server.queue(load_and_save("sample.png", "walked/all", folder="walk", limit=0)))
     )
     assert [path.name.split("_")[1] for path in everything] == ["a", "b", "c"]
@@ -107,14 +84,14 @@ def test_folder_mode_walks_the_folder_in_sorted_order_and_names_outputs_after_so
 
 def test_fitting_makes_both_sides_a_multiple(server):
     upload(server, "odd.png", png_bytes(Image.new("RGB", (130, 67), (10, 200, 30))))
-    [path] = saved(server, server.wait(server.queue(load_and_save("odd.png", "fit/odd", fit="pad", multiple=64))))
+    [path] = saved_paths(server, server.wait(server.queue(load_and_save("odd.png", "fit/odd", fit="pad", multiple=64))))
     with Image.open(path) as png:
         assert png.size == (192, 128)
 
 
 def test_disable_metadata_is_honoured(start_server):
     bare = start_server("--disable-metadata")
-    [path] = saved(bare, bare.wait(bare.queue(load_and_save("sample.png", "bare"), {"extra_pnginfo": {"a": 1}})))
+    [path] = saved_paths(bare, bare.wait(bare.queue(load_and_save("sample.png", "bare"), {"extra_pnginfo": {"a": 1}})))
     with Image.open(path) as png:
         assert png.text == {}
 
@@ -130,9 +107,9 @@ def test_a_changed_file_under_the_same_name_runs_again(server):
         assert answer.status_code == 200 and answer.json()["name"] == "changing.png"
 
     put((255, 0, 0))
-    [red] = saved(server, server.wait(server.queue(load_and_save("changing.png", "changing/run"))))
+    [red] = saved_paths(server, server.wait(server.queue(load_and_save("changing.png", "changing/run"))))
     put((0, 0, 255))
-    [blue] = saved(server, server.wait(server.queue(load_and_save("changing.png", "changing/run"))))
+    [blue] = saved_paths(server, server.wait(server.queue(load_and_save("changing.png", "changing/run"))))
     with Image.open(red) as first, Image.open(blue) as second:
         assert first.getpixel((0, 0)) == (255, 0, 0) and second.getpixel((0, 0)) == (0, 0, 255)
 

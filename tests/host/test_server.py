@@ -4,18 +4,13 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 from PIL import Image
 
+from host_servers import saved_paths
 from pack_under_test import GRAPH_NODE_IDS
 
 NODE_IDS = sorted(GRAPH_NODE_IDS | {"Img2ImgDenoiseSweep"})
-
-
-def saved_files(server, entry) -> list[Path]:
-    images = [image for output in entry["outputs"].values() for image in output.get("images", [])]
-    return [server.output_dir / image["subfolder"] / image["filename"] for image in images]
 
 
 def test_object_info_lists_the_six_nodes_with_tooltips(server):
@@ -37,7 +32,7 @@ def test_the_img2img_graph_runs_and_saves_a_png_with_its_graph(server, api_graph
     workflow = {"nodes": [], "links": [], "version": 0.4, "note": "posted by the test"}
     entry = server.wait(server.queue(graph, {"extra_pnginfo": {"workflow": workflow}}))
     assert entry["status"]["status_str"] == "success", entry["status"]
-    [path] = saved_files(server, entry)
+    [path] = saved_paths(server, entry)
     assert path.is_file() and path.resolve().is_relative_to(server.output_dir.resolve())
     with Image.open(path) as png:
         assert png.size == (128, 128)
@@ -57,13 +52,13 @@ def test_the_simple_graph_without_noise_node_runs(server, api_graph):
     del graph["6"]
     entry = server.wait(server.queue(graph))
     assert entry["status"]["status_str"] == "success", entry["status"]
-    assert len(saved_files(server, entry)) == 1
+    assert len(saved_paths(server, entry)) == 1
 
 
 def test_saving_twice_never_overwrites(server, api_graph):
     first = server.wait(server.queue(api_graph(seed=103, **{"9.filename_prefix": "again/same"})))
     second = server.wait(server.queue(api_graph(seed=104, **{"9.filename_prefix": "again/same"})))
-    [a], [b] = saved_files(server, first), saved_files(server, second)
+    [a], [b] = saved_paths(server, first), saved_paths(server, second)
     assert a != b and a.is_file() and b.is_file() and a.parent.name == "again"
 
 
