@@ -41,10 +41,11 @@ def drop_file(page: Page, path: Path) -> None:
     for event in ("dragenter", "dragover", "drop"):
         canvas.dispatch_event(event, {"dataTransfer": transfer})
     # The drop handler shows the spinner until the file is loaded, which ends by opening it as a (temporary)
-    # workflow named after the file.
+    # workflow named after the file. The spinner's page-wide mask fades out after that and takes clicks
+    # until it is removed: longer on a slow machine.
     page.wait_for_function(
         "name => app.extensionManager.workflow.activeWorkflow?.path.startsWith(`workflows/${name}`)"
-        " && !app.extensionManager.spinner",
+        " && !app.extensionManager.spinner && !document.querySelector('.p-blockui-mask')",
         arg=path.stem,
     )
     # Dialogs opened during the load are rendered two frames later.
@@ -92,7 +93,14 @@ def click_widget(page: Page, node_id: int, widget: str) -> None:
         }""",
         [node_id, widget],
     )
-    assert page.evaluate("([x, y]) => document.elementFromPoint(x, y)?.id", [x, y]) == "graph-canvas"
+    on_top = page.evaluate(
+        """([x, y]) => {
+            const element = document.elementFromPoint(x, y);
+            return element?.id === "graph-canvas" ? null : element?.outerHTML.slice(0, 300) ?? "nothing";
+        }""",
+        [x, y],
+    )
+    assert on_top is None, f"{widget} of node {node_id} is covered at ({x:.0f}, {y:.0f}) by {on_top}"
     page.mouse.click(x, y)
 
 
@@ -118,6 +126,9 @@ def route_plan(server, page: Page, node_id: int) -> str:
 
 def test_dropped_png_rebuilds_the_graph_with_the_pack_nodes(page):
     drop_file(page, EXAMPLE_PNG)
+
+    # Loaded means ready for the user's clicks: the loading spinner's mask is gone from over the canvas.
+    assert page.evaluate("document.elementFromPoint(innerWidth / 2, innerHeight / 2)?.id") == "graph-canvas"
 
     types = node_types(page)
     assert set(types) >= GRAPH_NODE_IDS, f"pack nodes missing from the dropped graph: {GRAPH_NODE_IDS - set(types)}"
