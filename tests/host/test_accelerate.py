@@ -6,6 +6,7 @@ native bfloat16 the node takes the plain path, and these tests check that instea
 
 from __future__ import annotations
 
+import gc
 import logging
 
 import numpy as np
@@ -108,3 +109,23 @@ def test_a_patched_model_gives_the_same_result_through_the_pack_as_through_core(
     assert rel_rms(pack(comfy_runtime, comfy_runtime.model, latent, accelerate=True), unpatched) <= (
         TOLERANCE_REL_RMS if accelerates else 0
     )
+
+
+def test_the_kept_copy_goes_with_the_model(comfy_runtime, latent, accelerates):
+    """The bfloat16 copy kept between runs on a CPU lives as long as the model's float32 weights: when ComfyUI
+    frees the model (another checkpoint, "unload models and execution cache"), the copy goes too."""
+    import comfy.model_management
+    from host_servers import host_harness
+
+    from comfyui_img2img.nodes.accelerate import kept_bytes
+
+    model = comfy_runtime.nodes.CheckpointLoaderSimple().load_checkpoint(host_harness.TEST_CHECKPOINT)[0]
+    pack(comfy_runtime, model, latent, accelerate=True)
+    unet_bytes = sum(p.numel() for p in model.model.diffusion_model.parameters()) * 2
+    assert kept_bytes() == (unet_bytes if accelerates else 0)
+
+    del model
+    comfy.model_management.unload_all_models()
+    gc.collect()
+
+    assert kept_bytes() == 0
