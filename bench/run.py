@@ -470,6 +470,7 @@ class Bench:
         dtype, reason = accelerated_dtype(self.model)
         if dtype is None:
             return {"skipped": reason}
+        core_beside_copy = self.core_beside_copy(latent)  # first: its "before" precedes any accelerated run
         rows = []
         for denoise in (0.5, 1.0):
             log(f"{self.spec.name}: accelerate, s={denoise}")
@@ -480,7 +481,32 @@ class Bench:
             )
             row.update(s=denoise, vs_plain=difference(row.pop("pack_output"), plain))
             rows.append(row)
-        return {"dtype": str(dtype).removeprefix("torch."), "rows": rows}
+        return {
+            "dtype": str(dtype).removeprefix("torch."),
+            "rows": rows,
+            "core_beside_copy": core_beside_copy,
+        }
+
+    def core_beside_copy(self, latent) -> dict[str, dict[str, float]]:
+        """Core's time before the model's first accelerated run, then with the kept bfloat16 copy in memory and
+        after releasing it, alternating: whether an accelerated run or its copy slows the rest of the process."""
+        from comfyui_img2img.nodes.accelerate import release_kept_copy
+
+        log(f"{self.spec.name}: core before and beside the kept copy")
+        accelerated = self.pack_run(latent, "euler", 0.5, accelerate=True)
+        core = self.core_advanced_run(latent, "euler", 0.5)
+        wall_time(core)  # warm-up
+        times: dict[str, list[float]] = {"before": [wall_time(core) for _ in range(self.repeats)]}
+        times.update(kept=[], released=[])
+        for _ in range(self.repeats):
+            accelerated()  # converts (again) and keeps the copy
+            times["kept"].append(wall_time(core))
+            release_kept_copy()
+            times["released"].append(wall_time(core))
+        return {
+            name: {"total_s": statistics.median(values), "total_min_s": min(values), "total_max_s": max(values)}
+            for name, values in times.items()
+        }
 
     def curve(self, latent) -> list[dict[str, object]]:
         """Time at s over the pack's time at s = 1, as ratios within each repeat: the machine's drift over the
@@ -674,6 +700,15 @@ def accelerate_report(accelerate: dict) -> list[str]:
             f"**{1 / row['ratio']:.2f}×** | {seconds(row['pack']['model_per_step_s'])} | "
             f"{row['vs_plain']['rel_rms']:.2%} · {row['vs_plain']['max_abs']:.2g} |"
         )
+    beside = accelerate["core_beside_copy"]
+    lines += [
+        "",
+        f"Core KSamplerAdvanced (s = 0.5, euler) before any accelerated run of this model: {spread(beside['before'])}; "
+        "then alternating with the kept copy in memory and after releasing it: "
+        f"{spread(beside['kept'])} kept, {spread(beside['released'])} released "
+        f"(kept / before {beside['kept']['total_s'] / beside['before']['total_s']:.3f}, "
+        f"released / before {beside['released']['total_s'] / beside['before']['total_s']:.3f}).",
+    ]
     return [*lines, ""]
 
 

@@ -134,6 +134,10 @@ def kept_bytes() -> int:
     return sum(t.numel() * t.element_size() for t in _kept.get("tensors", ()))
 
 
+def release_kept_copy() -> None:
+    _kept.clear()
+
+
 def converted_tensors(
     module: torch.nn.Module, originals: list[torch.Tensor], dtype: torch.dtype, patches_key: object
 ) -> list[torch.Tensor]:
@@ -150,7 +154,7 @@ def converted_tensors(
     kept_module = _kept.get("module")
     if kept_module is not None and kept_module() is module and _kept["key"] == key:
         return _kept["tensors"]
-    _kept.clear()  # before converting: never hold two copies
+    release_kept_copy()  # before converting: never hold two copies
     tensors = [t.to(dtype) for t in originals]
     _kept.update(module=weakref.ref(module, lambda _: _kept.clear()), key=key, tensors=tensors)
     return tensors
