@@ -7,8 +7,8 @@ Run it through the host harness, which builds the pinned ComfyUI first:
 
 Every figure is a median of ``--repeats`` runs after a warm-up, with pack and core alternating so that
 drift in the machine's speed hits both. The device is whatever ``comfy.model_management`` picks, so the
-same command measures a GPU where there is one. Results go to ``--out`` as JSON and Markdown; README.md
-beside this file explains the tables and holds the last full run.
+same command measures a GPU where there is one. Results go to ``.host/bench/`` as JSON and Markdown;
+README.md beside this file explains the tables and holds the last full run.
 """
 
 from __future__ import annotations
@@ -291,6 +291,11 @@ def median_time(run: Callable[[], object], repeats: int) -> dict[str, float]:
     return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times), "first_s": first}
 
 
+def median_ratio(numerators: list[float], denominators: list[float]) -> float:
+    """The median of the repeats' ratios: each repeat's pair ran back to back, under the same machine speed."""
+    return statistics.median(n / d for n, d in zip(numerators, denominators, strict=True))
+
+
 def matmul_rate(dtype: torch.dtype, size: int = 2048) -> float:
     """Dense matmul FLOP/s on the device: the machine's floor for the UNet's convolutions and projections."""
     a = torch.randn(size, size, device=device(), dtype=dtype)
@@ -432,6 +437,8 @@ class Bench:
     def run(self, rates: dict[str, float], parts: tuple[str, ...]) -> dict[str, object]:
         spec = self.spec
         result = {"model": spec.name, "steps": spec.steps, "size": spec.size, "rows": [], "curve": []}
+        # The dtype ComfyUI loaded the UNet in for this device: float32 on a CPU, usually half precision on a GPU.
+        result["unet_dtype"] = str(self.model.model.get_dtype()).removeprefix("torch.")
         latent = self.latent(1)
         if "rows" in parts:
             self.rows(result, rates)
@@ -523,16 +530,12 @@ class Bench:
                 runs["pack_full"] = full
             results = side_by_side(runs, self.probe, self.repeats)
             pack, core, reference = results["pack"], results["core"], results.get("pack_full", results["pack"])
-
-            def ratio(numerators: list[float], denominators: list[float]) -> float:
-                return statistics.median(n / d for n, d in zip(numerators, denominators, strict=True))
-
             points.append({
                 "s": denoise,
                 "model_steps": pack.model_calls,
-                "pack_total": ratio(pack.total_s, reference.total_s),
-                "pack_sampler": ratio(pack.loop_s, reference.loop_s),
-                "core_total": ratio(core.total_s, reference.total_s),
+                "pack_total": median_ratio(pack.total_s, reference.total_s),
+                "pack_sampler": median_ratio(pack.loop_s, reference.loop_s),
+                "core_total": median_ratio(core.total_s, reference.total_s),
             })  # fmt: skip
         return points
 
@@ -618,7 +621,11 @@ def report(results: dict) -> str:
     lines += ["Matmul rate (2048², median of 10): " + ", ".join(
         f"{dtype} {rate / 1e12:.3f} TFLOP/s" for dtype, rate in results["matmul_rate"].items()), ""]  # fmt: skip
     for model in results["models"]:
-        lines += [f"### {model['model']}, {model['size']}², N = {model['steps']}, cfg 7, normal schedule", ""]
+        lines += [
+            f"### {model['model']}, {model['size']}², N = {model['steps']}, cfg 7, normal schedule, "
+            f"UNet in {model['unet_dtype']}",
+            "",
+        ]
         if model["rows"]:
             lines += rows_report(model)
         accelerate = model.get("accelerate")
@@ -742,7 +749,7 @@ def machine() -> str:
         cpu += f", GPU {torch.cuda.get_device_name(device())}"
     return (
         f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), "
-        f"ComfyUI {comfyui_version.__version__}, device {device()}, fp32 weights as ComfyUI loads them there"
+        f"ComfyUI {comfyui_version.__version__}, device {device()}"
     )
 
 

@@ -156,5 +156,5 @@ def converted_tensors(
         return _kept["tensors"]
     release_kept_copy()  # before converting: never hold two copies
     tensors = [t.to(dtype) for t in originals]
-    _kept.update(module=weakref.ref(module, lambda _: _kept.clear()), key=key, tensors=tensors)
+    _kept.update(module=weakref.ref(module, lambda _: release_kept_copy()), key=key, tensors=tensors)
     return tensors

@@ -14,6 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
+from host_servers import host_harness
 from pack_under_test import SAMPLE
 
 TOLERANCE_REL_RMS = 0.04
@@ -115,7 +116,6 @@ def test_the_kept_copy_goes_with_the_model(comfy_runtime, latent, accelerates):
     """The bfloat16 copy kept between runs on a CPU lives as long as the model's float32 weights: when ComfyUI
     frees the model (another checkpoint, "unload models and execution cache"), the copy goes too."""
     import comfy.model_management
-    from host_servers import host_harness
 
     from comfyui_img2img.nodes.accelerate import kept_bytes
 

@@ -13,6 +13,7 @@ import signal
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -111,8 +112,8 @@ def test_concurrent_prompts_all_save_distinct_files_without_leaking_memory(start
     server.stop()  # its memory back for the rest of the session
 
 
-def wait_for_progress(ws: websocket.WebSocket, prompt_id: str, node: str, timeout: float) -> dict:
-    """The first progress message of ``node`` in ``prompt_id``: the node is inside its step loop."""
+def progress_messages(ws: websocket.WebSocket, prompt_id: str, node: str, timeout: float) -> Iterator[dict]:
+    """The progress messages of ``node`` in ``prompt_id`` as they come, for up to ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -124,14 +125,13 @@ def wait_for_progress(ws: websocket.WebSocket, prompt_id: str, node: str, timeou
         message = json.loads(raw)
         data = message.get("data") or {}
         if message.get("type") == "progress" and data.get("prompt_id") == prompt_id and data.get("node") == node:
-            return data
-    raise AssertionError(f"node {node} of {prompt_id} reported no progress within {timeout} s")
+            yield data
 
 
 def test_interrupt_mid_sampling_leaves_no_file_and_the_next_prompt_saves_one(server, api_graph):
     before = files_in(server.output_dir)
     client_id = uuid.uuid4().hex
-    ws = websocket.create_connection(f"ws://127.0.0.1:{server.port}/ws?clientId={client_id}", timeout=5)
+    ws = websocket.create_connection(f"ws://127.0.0.1:{server.port}/ws?clientId={client_id}", timeout=1)
     try:
         # 10000 steps from pure noise: many minutes, so only the interrupt can end it.
         graph = api_graph(111, **{"6.steps": 10000, "6.denoise": 1.0, "9.filename_prefix": "interrupt-midway/run"})
@@ -139,21 +139,22 @@ def test_interrupt_mid_sampling_leaves_no_file_and_the_next_prompt_saves_one(ser
         assert status == 200, answer
         prompt_id = answer["prompt_id"]
         # Progress comes from the sampler's step callback: the model is loaded and the steps are running.
-        progress = wait_for_progress(ws, prompt_id, "7", timeout=120)
+        first = next(progress_messages(ws, prompt_id, "7", timeout=120), None)
+        assert first is not None, "the sampler reported no progress"
+        assert first["max"] >= 1000
+        server.post_json("/interrupt", {"prompt_id": prompt_id})
+        entry = server.wait(prompt_id, timeout=60)
+        # Every step it reported, the last one included, came before the end of its 10000: it stopped between steps.
+        last = [first, *progress_messages(ws, prompt_id, "7", timeout=2)][-1]
     finally:
         ws.close()
-    assert progress["max"] >= 1000
-    asked = time.monotonic()
-    server.post_json("/interrupt", {"prompt_id": prompt_id})
-    entry = server.wait(prompt_id, timeout=60)
-    stopped_s = time.monotonic() - asked
+    assert last["value"] < last["max"], last
     assert entry["status"]["status_str"] == "error"
     messages = dict(entry["status"]["messages"])
     assert "execution_error" not in messages, messages
     interrupted = messages["execution_interrupted"]
     assert (interrupted["node_id"], interrupted["node_type"]) == ("7", "Img2ImgKSampler")
     assert "9" not in interrupted["executed"] and not entry["outputs"].get("9")
-    assert stopped_s < 30, f"the sampler took {stopped_s:.1f} s to stop"
     assert server.get_json("/queue") == {"queue_running": [], "queue_pending": []}
     # Not a byte more in the output folder: no picture, no partial or temporary file, no new folder.
     assert files_in(server.output_dir) == before

@@ -14,7 +14,6 @@ import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -31,9 +30,9 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:PIL")
 
 # A load that takes longer than this is a hang: the timer stops it and the test fails.
 BUDGET_S = 10.0
-# Derandomized and without an example database: CI runs the same examples every time.
-# The deadline flags a slow example well before the budget; an inflated but valid image may take a second.
-FUZZ = settings(deadline=timedelta(seconds=5), derandomize=True, database=None)
+# Derandomized and without an example database: CI runs the same examples every time. No deadline: how long
+# an example takes is the machine's business; only a load past BUDGET_S, a hang, fails.
+FUZZ = settings(deadline=None, derandomize=True, database=None)
 
 WIDTH, HEIGHT = 13, 11
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
