@@ -12,8 +12,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 
-# The name the tests load scripts/host.py under too, so that one process shares one copy.
-HARNESS_MODULE = "img2img_host"
+# The host harness: the package scripts/img2img_host/ of a checkout (scripts/host.py is its command line).
+HARNESS_PACKAGE = "img2img_host"
 
 
 class HostError(Exception):
@@ -21,12 +21,17 @@ class HostError(Exception):
 
 
 def load_harness(root: Path) -> ModuleType:
-    """scripts/host.py of the checkout at ``root``: a standard-library script, not a package."""
-    if HARNESS_MODULE in sys.modules:
-        return sys.modules[HARNESS_MODULE]
-    spec = importlib.util.spec_from_file_location(HARNESS_MODULE, root / "scripts" / "host.py")
+    """The host harness of the checkout at ``root``: a standard-library package that is no part of this wheel,
+    so it is imported from its folder. A process that has imported it already (the tests, whose path holds
+    scripts/) gets that copy: one process, one harness."""
+    if HARNESS_PACKAGE in sys.modules:
+        return sys.modules[HARNESS_PACKAGE]
+    folder = root / "scripts" / HARNESS_PACKAGE
+    spec = importlib.util.spec_from_file_location(
+        HARNESS_PACKAGE, folder / "__init__.py", submodule_search_locations=[str(folder)]
+    )
     module = importlib.util.module_from_spec(spec)
-    sys.modules[HARNESS_MODULE] = module  # its dataclasses look their module up there
+    sys.modules[HARNESS_PACKAGE] = module  # before it runs: its modules import each other through it
     spec.loader.exec_module(module)
     return module
 

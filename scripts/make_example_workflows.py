@@ -22,21 +22,16 @@ checkpoint's random weights: noise; the graph it carries is the point). ``input/
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
 from PIL import Image, PngImagePlugin
 from playwright.sync_api import sync_playwright
 
-_spec = importlib.util.spec_from_file_location("img2img_host", Path(__file__).with_name("host.py"))
-host_harness = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = host_harness  # dataclasses look their module up there
-_spec.loader.exec_module(host_harness)
+import img2img_host as host_harness  # scripts/img2img_host, beside this script
 
 EXAMPLES = host_harness.PACK_ROOT / "example_workflows"
 SAMPLE = EXAMPLES / "input" / "sample.png"

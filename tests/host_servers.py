@@ -6,20 +6,13 @@ session.
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 
-from pack_under_test import PACK_ROOT, SAMPLE
-
-_spec = importlib.util.spec_from_file_location("img2img_host", PACK_ROOT / "scripts" / "host.py")
-host_harness = sys.modules.get(_spec.name) or importlib.util.module_from_spec(_spec)
-if _spec.name not in sys.modules:
-    sys.modules[_spec.name] = host_harness  # dataclasses look their module up there
-    _spec.loader.exec_module(host_harness)
+import img2img_host as host_harness  # scripts/img2img_host: pytest's pythonpath holds scripts/
+from pack_under_test import SAMPLE
 
 
 @pytest.fixture(scope="session")

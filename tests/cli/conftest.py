@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from host_servers import host_harness
 from pack_under_test import PACK_ROOT
 
 # cli/ installs as img2img_cli. A link of that name puts the checkout's copy on the path without installing
@@ -20,10 +21,6 @@ from pack_under_test import PACK_ROOT
 CLI_PATH = Path(tempfile.mkdtemp(prefix="img2img-cli-path-"))
 (CLI_PATH / "img2img_cli").symlink_to(PACK_ROOT / "cli", target_is_directory=True)
 sys.path.insert(0, str(CLI_PATH))
-
-from img2img_cli.local import load_harness  # noqa: E402  (importable only from here on)
-
-host_harness = load_harness(PACK_ROOT)
 
 
 @pytest.fixture(scope="session", autouse=True)

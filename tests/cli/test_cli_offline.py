@@ -249,3 +249,15 @@ def test_the_sweep_graph_puts_the_sweep_node_in_the_samplers_place():
         for value in node["inputs"].values():
             if isinstance(value, list):
                 assert value[0] in graph
+
+
+def test_a_fresh_process_loads_the_checkouts_host_harness_by_its_path(cli_env):
+    """Without --server the CLI imports scripts/img2img_host/ from the checkout; the tests import it from their
+    path, so only a process of its own shows the CLI's loader at work."""
+    script = (
+        "from pathlib import Path; from img2img_cli.local import load_harness;"
+        f"harness = load_harness(Path({str(PACK_ROOT)!r})); print(harness.Server.__module__, harness.TEST_CHECKPOINT)"
+    )
+    run = subprocess.run([sys.executable, "-c", script], env=cli_env, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["img2img_host.server", load_harness(PACK_ROOT).TEST_CHECKPOINT]

@@ -1,0 +1,39 @@
+"""The headless ComfyUI host that the tests, the demo and the benchmarks run the pack in.
+
+``scripts/host.py`` is its command line; this package is what that command, the tests (pytest puts
+``scripts/`` on their path), the benchmark and the ``img2img`` CLI (``img2img_cli.local.load_harness``)
+import. Standard library only, so the system ``python3`` can run it before any environment exists.
+
+    layout.py     where a host lives (``.host/`` or ``$IMG2IMG_HOST_DIR``) and the harness's log lines
+    build.py      the pins, and building the virtual environment, ComfyUI and the test checkpoint
+    chromium.py   Debian's Chromium for the browser tests
+    server.py     one ComfyUI server process on loopback
+    demo.py       README command (1): the img2img CLI on the bundled sample images
+    command.py    ``build | demo | test | bench | serve``
+"""
+
+from .build import COMFYUI_VERSION, COMFYUI_WHEEL, HOST_PINS, build
+from .chromium import CHROMIUM, CHROMIUM_ARGS, ensure_chromium
+from .demo import demo_graph, run_demo
+from .layout import PACK_ROOT, TEST_CHECKPOINT, Host, default_host, log, phase
+from .server import Server, free_port
+
+__all__ = [
+    "CHROMIUM",
+    "CHROMIUM_ARGS",
+    "COMFYUI_VERSION",
+    "COMFYUI_WHEEL",
+    "HOST_PINS",
+    "PACK_ROOT",
+    "TEST_CHECKPOINT",
+    "Host",
+    "Server",
+    "build",
+    "default_host",
+    "demo_graph",
+    "ensure_chromium",
+    "free_port",
+    "log",
+    "phase",
+    "run_demo",
+]

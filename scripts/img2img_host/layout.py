@@ -1,0 +1,50 @@
+"""Where a host lives, and the harness's log lines."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+PACK_ROOT = Path(__file__).resolve().parents[2]
+TEST_CHECKPOINT = "img2img-test-sd15.safetensors"
+
+
+def log(message: str) -> None:
+    print(f"[host] {message}", flush=True)
+
+
+@contextmanager
+def phase(name: str) -> Iterator[None]:
+    start = time.monotonic()
+    log(f"{name} ...")
+    yield
+    log(f"{name}: {time.monotonic() - start:.1f} s")
+
+
+@dataclass(frozen=True)
+class Host:
+    root: Path
+
+    @property
+    def python(self) -> Path:
+        return self.root / "venv" / "bin" / "python"
+
+    @property
+    def comfyui(self) -> Path:
+        return self.root / "ComfyUI"
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.comfyui / "models" / "checkpoints" / TEST_CHECKPOINT
+
+    @property
+    def stamp(self) -> Path:
+        return self.root / "build.json"
+
+
+def default_host() -> Host:
+    return Host(Path(os.environ.get("IMG2IMG_HOST_DIR", PACK_ROOT / ".host")).resolve())
