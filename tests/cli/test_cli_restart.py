@@ -5,36 +5,22 @@ Every input ends up done exactly once: one manifest line and one whole picture e
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 from img2img_cli.main import main
 from PIL import Image
 
+from cli_progress import manifest_lines, wait_until
 from host_servers import host_harness
 
 IMAGES = 6
 KILL_AFTER = 2  # outputs in the manifest when the server is killed
 # Small pictures and few steps keep an image around a second on a CPU: the kill lands while images are left.
 ARGS = ["--prompt", "a lighthouse", "--denoise", "1", "--steps", "4", "--per-image-seeds"]
-
-
-def manifest_lines(out: Path) -> list[dict]:
-    path = out / "manifest.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"{what} did not happen within {timeout} s"
-        time.sleep(0.05)
 
 
 def test_a_killed_and_restarted_server_gets_the_rest_of_the_folder_each_image_once(

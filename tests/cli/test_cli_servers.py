@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +14,7 @@ from img2img_cli.local import load_harness
 from img2img_cli.main import main
 from PIL import Image
 
+from cli_progress import manifest_lines, wait_until
 from pack_under_test import PACK_ROOT
 
 # Small pictures and one model step keep an image well under a second on a CPU.
@@ -23,20 +22,8 @@ FAST = ["--prompt", "a lighthouse", "--denoise", "0.5", "--steps", "2"]
 SIZES = [(64, 64), (96, 64), (64, 96), (128, 64), (80, 48)]
 
 
-def manifest_lines(out: Path) -> list[dict]:
-    path = out / "manifest.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
-
-
 def pictures(out: Path) -> list[str]:
     return sorted(path.name for path in out.iterdir() if path.name != "manifest.jsonl")
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"{what} did not happen within {timeout} s"
-        time.sleep(0.1)
 
 
 def start_cli(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
