@@ -7,20 +7,7 @@ import torch
 
 from comfyui_img2img.nodes.core.samplers import SAMPLERS, ancestral_step
 from comfyui_img2img.nodes.core.schedules import SCHEDULES, DiscreteModelSigmas
-
-MEAN, DATA_STD = 0.5, 0.8
-
-
-def gaussian_denoiser(calls: list[int] | None = None):
-    """E[x0 | x] for x0 ~ N(MEAN, DATA_STD²) and x = x0 + sigma·noise."""
-
-    def denoise(x, sigma, **_):
-        if calls is not None:
-            calls.append(1)
-        sigma = sigma.reshape(-1, *([1] * (x.ndim - 1)))
-        return MEAN + (x - MEAN) * DATA_STD**2 / (DATA_STD**2 + sigma**2)
-
-    return denoise
+from gaussian_data import DATA_STD, MEAN, eps_denoiser
 
 
 def ode_solution(x, sigma_from, sigma_to):
@@ -31,7 +18,7 @@ def ode_solution(x, sigma_from, sigma_to):
 def euler_error(steps: int) -> float:
     sigmas = SCHEDULES["karras"](DiscreteModelSigmas.scaled_linear(), steps)[:-1].double()  # down to sigma_min
     x = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * float(sigmas[0])
-    out = SAMPLERS["euler"](gaussian_denoiser(), x, sigmas)
+    out = SAMPLERS["euler"](eps_denoiser(), x, sigmas)
     return float((out - ode_solution(x, float(sigmas[0]), float(sigmas[-1]))).abs().max())
 
 
@@ -46,9 +33,7 @@ def test_one_model_call_per_step_and_a_callback_each(name):
     calls, seen = [], []
     sigmas = SCHEDULES["normal"](DiscreteModelSigmas.scaled_linear(), 6)
     x = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(1))
-    SAMPLERS[name](
-        gaussian_denoiser(calls), x, sigmas, extra_args={"seed": 3}, callback=lambda step: seen.append(step["i"])
-    )
+    SAMPLERS[name](eps_denoiser(calls), x, sigmas, extra_args={"seed": 3}, callback=lambda step: seen.append(step["i"]))
     assert len(calls) == 6 and seen == list(range(6))
 
 
@@ -61,6 +46,6 @@ def test_ancestral_split_keeps_the_variance():
 def test_euler_ancestral_is_seeded_by_extra_args():
     sigmas = SCHEDULES["karras"](DiscreteModelSigmas.scaled_linear(), 8)
     x = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(2)) * float(sigmas[0])
-    run = lambda seed: SAMPLERS["euler_ancestral"](gaussian_denoiser(), x, sigmas, extra_args={"seed": seed})  # noqa: E731
+    run = lambda seed: SAMPLERS["euler_ancestral"](eps_denoiser(), x, sigmas, extra_args={"seed": seed})  # noqa: E731
     assert torch.equal(run(5), run(5))
     assert not torch.equal(run(5), run(6))

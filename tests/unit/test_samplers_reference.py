@@ -24,39 +24,14 @@ from comfyui_img2img.nodes.core.samplers import (
     sample_euler,
 )
 from comfyui_img2img.nodes.core.schedules import SCHEDULES, DiscreteModelSigmas
+from gaussian_data import MEAN, eps_denoiser, flow_denoiser
 
 with warnings.catch_warnings():
     # k-diffusion's dependencies warn about pkg_resources and jsonschema on import.
     warnings.simplefilter("ignore")
     import k_diffusion.sampling as kd
 
-MEAN, DATA_STD = 0.5, 0.8
 SHAPE = (2, 4, 6, 6)
-
-
-def eps_denoiser(calls: list | None = None):
-    """E[x0 | x] for x0 ~ N(MEAN, DATA_STD²) and x = x0 + sigma·noise."""
-
-    def denoise(x, sigma, **_):
-        if calls is not None:
-            calls.append(sigma[0].item())
-        sigma = sigma.reshape(-1, *([1] * (x.ndim - 1)))
-        return MEAN + (x - MEAN) * DATA_STD**2 / (DATA_STD**2 + sigma**2)
-
-    return denoise
-
-
-def flow_denoiser(calls: list | None = None):
-    """E[x0 | x] for the same data under rectified flow, x = (1 - sigma)·x0 + sigma·noise."""
-
-    def denoise(x, sigma, **_):
-        if calls is not None:
-            calls.append(sigma[0].item())
-        sigma = sigma.reshape(-1, *([1] * (x.ndim - 1)))
-        alpha = 1 - sigma
-        return MEAN + alpha * DATA_STD**2 * (x - alpha * MEAN) / (alpha**2 * DATA_STD**2 + sigma**2)
-
-    return denoise
 
 
 def smooth_noise(x: torch.Tensor):
