@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import io
 import json
 import urllib.parse
 from pathlib import Path
@@ -199,17 +198,40 @@ def test_run_button_shows_the_output_and_saves_it(run_from_the_ui, ui_server):
     assert width == 128
 
 
-def test_screenshot_after_the_run(run_from_the_ui):
+def test_screenshot_after_the_run_shows_the_saved_image_and_the_plan_line(run_from_the_ui, ui_server):
+    """Keeps test-artifacts/browser-after-run.png for a person to look at, and checks what it shows as the page
+    has it at that moment: the pack's plan line under the sampler, and the save node on screen with its preview."""
+    page = run_from_the_ui
+    # After a run the line is the executed plan: the route's line for these settings, and what the run continued.
+    assert widget_value(page, KSAMPLER, "img2img_plan").startswith(route_plan(ui_server, page, KSAMPLER))
     ARTIFACTS.mkdir(exist_ok=True)
     path = ARTIFACTS / "browser-after-run.png"
     path.unlink(missing_ok=True)
 
+    shown = page.evaluate(
+        """id => {
+            const node = app.graph.getNodeById(id);
+            const {offset, scale} = app.canvas.ds;
+            const canvas = app.canvas.canvas.getBoundingClientRect();
+            return {
+                previews: (node.imgs ?? []).filter((image) => image.complete).map((image) => image.naturalWidth),
+                left: (node.pos[0] + offset[0]) * scale,
+                top: (node.pos[1] + offset[1]) * scale,
+                right: (node.pos[0] + node.size[0] + offset[0]) * scale,
+                bottom: (node.pos[1] + node.size[1] + offset[1]) * scale,
+                width: canvas.width,
+                height: canvas.height,
+            };
+        }""",
+        SAVE,
+    )
     run_from_the_ui.screenshot(path=path)
 
-    data = path.read_bytes()
-    assert data.startswith(b"\x89PNG\r\n\x1a\n")
-    with Image.open(io.BytesIO(data)) as shot:
-        assert shot.width > 0 and shot.height > 0
+    assert shown["previews"] == [128], "the save node shows no loaded preview of the output"
+    assert 0 <= shown["left"] < shown["right"] <= shown["width"], shown
+    assert 0 <= shown["top"] < shown["bottom"] <= shown["height"], shown
+    with Image.open(path) as shot:
+        assert shot.format == "PNG" and shot.size == (1280, 800)
 
 
 def test_plan_line_follows_denoise(page, ui_server):
