@@ -12,7 +12,8 @@ from .local import HostError, local_server
 from .results import MANIFEST_NAME, Manifest, file_sha256, resume_key
 
 # What Img2ImgLoadImage reads; a folder's other files are left out. Files named on the command line are
-# always sent, and the server judges them.
+# always sent, and the server judges them. A copy of the node's set, since the command is installed without
+# the pack (its wheel holds cli/ alone); tests/cli/test_cli_offline.py holds the two equal.
 IMAGE_SUFFIXES = frozenset((".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".apng"))
 SEED_MAX = 0xFFFFFFFFFFFFFFFF
 INTERRUPTED_EXIT = 130  # the shell's code for a run ended by SIGINT

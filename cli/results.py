@@ -45,7 +45,8 @@ def write_output(folder: Path, stem: str, suffix: str, data: bytes) -> Path:
 
     The bytes go to a hidden temporary file first and get their name by a hard link, which fails instead
     of replacing a file that appeared meanwhile (another run into the same folder), so a name never
-    shows a partial picture.
+    shows a partial picture. Img2ImgSaveImage's writer (nodes/save_image.py) keeps the same rule in the
+    pack, which ComfyUI loads without this package.
     """
     partial = folder / f".{stem}.{uuid.uuid4().hex[:8]}.partial"
     with open(partial, "xb") as file:

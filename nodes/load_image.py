@@ -10,10 +10,8 @@ import folder_paths
 import torch
 
 from .core.fit import FIT_MODES, RESAMPLE_METHODS, fit_image_and_mask
-from .core.images import load_image_file, probe_image_file
+from .core.images import IMAGE_SUFFIXES, load_image_file, probe_image_file
 from .core.paths import resolve_inside
-
-IMAGE_SUFFIXES = frozenset({".png", ".apng", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
 
 
 def _input_dir() -> Path:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from .ksampler import (
+from .handoff import NoisedLatentPlan, with_plan
+from .inputs import (
     BATCH_SEED_INPUT,
     DENOISE_INPUT,
     SAMPLER_INPUT,
@@ -10,9 +11,8 @@ from .ksampler import (
     SEED_INPUT,
     STEPS_INPUT,
     STRENGTH_MODE_INPUT,
-    plan_output,
 )
-from .sampling import PLAN_KEY, check_latent_channels, model_sampling, noise_for, noised_start, schedule_for_strength
+from .sampling import check_latent_channels, model_sampling, noise_for, noised_start, plan_ui, schedule_for_strength
 
 
 class Img2ImgNoiseAtStrength:
@@ -47,15 +47,13 @@ class Img2ImgNoiseAtStrength:
         schedule = schedule_for_strength(model_sampling(model), sampler_name, scheduler, steps, denoise, strength_mode)
         noise = noise_for(latent, clean, seed, batch_seed)
         start = None if schedule.model_steps == 0 else noised_start(model, clean, noise, schedule)
-        noised = clean if start is None else model.model.process_latent_out(start)
-        out = {**latent, "samples": noised}
-        out[PLAN_KEY] = {
-            "schedule": schedule,
-            "clean": clean,
-            "noise": noise,
-            "seed": seed,
-            "batch_seed": batch_seed,
-            "noised": noised,
-            "start": start,
-        }
-        return {"ui": plan_output(schedule), "result": (out,)}
+        plan = NoisedLatentPlan(
+            schedule=schedule,
+            clean=clean,
+            noise=noise,
+            seed=seed,
+            batch_seed=batch_seed,
+            noised=clean if start is None else model.model.process_latent_out(start),
+            start=start,
+        )
+        return {"ui": plan_ui(schedule), "result": (with_plan(latent, plan),)}

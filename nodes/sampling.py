@@ -25,13 +25,12 @@ from .core import schedules
 from .core.noise import image_seed, initial_noise
 from .core.strength import StrengthPlan, plan_strength, sigmas_for_strength
 
-# The key under which the pack's own state rides along in a LATENT dict. Core nodes copy the
-# dict and ignore unknown keys, so the pack's latents stay usable by them and theirs by the pack.
-PLAN_KEY = "img2img"
-
 
 @dataclass(frozen=True)
-class Schedule:
+class PartialSchedule:
+    """A strength's plan and the sigmas that really run. ``model_steps`` counts those sigmas' steps, which can be
+    fewer than the plan's ``planned_steps`` where a scheduler returns a shorter ladder than asked (beta)."""
+
     plan: StrengthPlan
     sigmas: torch.Tensor  # the partial ladder that runs, sigmas[0] = the starting noise level
 
@@ -57,6 +56,11 @@ class Schedule:
         )
 
 
+def plan_ui(schedule: PartialSchedule, note: str = "") -> dict[str, list]:
+    """A node's ``ui`` output: the plan for /history and the line shown under the node."""
+    return {"img2img_plan": [schedule.report()], "text": [schedule.summary() + note]}
+
+
 def model_sampling(model) -> object:
     return model.get_model_object("model_sampling")
 
@@ -78,14 +82,16 @@ def full_ladder(sampling, sampler_name: str, scheduler: str, steps: int) -> torc
 
 def schedule_for_strength(
     sampling, sampler_name: str, scheduler: str, steps: int, denoise: float, mode: str
-) -> Schedule:
+) -> PartialSchedule:
     """The partial schedule a strength selects, on a model's ``model_sampling``."""
     if scheduler not in comfy.samplers.SCHEDULER_NAMES:
         raise ValueError(f"scheduler must be one of {', '.join(comfy.samplers.SCHEDULER_NAMES)}, got {scheduler!r}")
     plan = plan_strength(mode, steps, denoise)
-    if plan.model_steps == 0:
-        return Schedule(plan, torch.zeros(0))
-    return Schedule(plan, sigmas_for_strength(plan, full_ladder(sampling, sampler_name, scheduler, plan.ladder_steps)))
+    if plan.planned_steps == 0:
+        return PartialSchedule(plan, torch.zeros(0))
+    return PartialSchedule(
+        plan, sigmas_for_strength(plan, full_ladder(sampling, sampler_name, scheduler, plan.ladder_steps))
+    )
 
 
 def is_max_denoise(model, sigma_start: float) -> bool:
@@ -98,7 +104,7 @@ def noise_for(latent: dict, samples: torch.Tensor, seed: int, batch_seed: str) -
     return initial_noise(samples.shape, seed, batch_seed, latent.get("batch_index"), dtype=samples.dtype)
 
 
-def noised_start(model, samples: torch.Tensor, noise: torch.Tensor, schedule: Schedule) -> torch.Tensor:
+def noised_start(model, samples: torch.Tensor, noise: torch.Tensor, schedule: PartialSchedule) -> torch.Tensor:
     """``samples`` noised to the schedule's first sigma by the model's own rule, in the model's space."""
     sigma = schedule.sigmas[0]
     in_model_space = model.model.process_latent_in(samples) if torch.count_nonzero(samples) > 0 else samples
@@ -194,13 +200,25 @@ def sampler_for(model, sampler_name: str, batch_seed: str, start: torch.Tensor |
     return ContinueFromNoised(function, start, options, inpaint_options)
 
 
+@dataclass(frozen=True)
+class Guidance:
+    """What steers every step: the model, the conditioning and the classifier-free guidance scale."""
+
+    model: object
+    positive: list
+    negative: list
+    cfg: float
+
+    def __post_init__(self) -> None:
+        if not math.isfinite(self.cfg):
+            raise ValueError(f"cfg must be a finite number, got {self.cfg!r}")
+
+
 def run(
-    model,
-    positive,
-    negative,
-    cfg: float,
+    guidance: Guidance,
+    *,
     sampler_name: str,
-    schedule: Schedule,
+    schedule: PartialSchedule,
     clean: torch.Tensor,
     noise: torch.Tensor,
     noise_mask: torch.Tensor | None,
@@ -211,16 +229,18 @@ def run(
 ) -> torch.Tensor:
     """Sample ``schedule.sigmas`` from ``clean`` + ``noise``, or from ``start`` (already noised) when given.
 
+    Everything but the guidance is keyword-only: seed and batch_seed, or clean and noise, are of one type
+    and a positional call could swap them without an error.
+
     ``accelerate`` runs the same loop over a lower-precision denoiser where the device supports it."""
-    if not math.isfinite(cfg):
-        raise ValueError(f"cfg must be a finite number, got {cfg!r}")
+    model = guidance.model
     sampler = sampler_for(model, sampler_name, batch_seed, start)
     if accelerate:
         model, sampler = accelerated(model, sampler)
     callback = latent_preview.prepare_callback(model, schedule.model_steps)
     guider = comfy.samplers.CFGGuider(model)
-    guider.set_conds(positive, negative)
-    guider.set_cfg(cfg)
+    guider.set_conds(guidance.positive, guidance.negative)
+    guider.set_cfg(guidance.cfg)
     samples = guider.sample(
         noise,
         clean,

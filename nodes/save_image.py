@@ -9,8 +9,9 @@ from pathlib import Path
 import folder_paths
 from comfy.cli_args import args
 
-from .core.encode import FILE_EXTENSIONS, FORMATS, encode_image
-from .core.parameters import format_parameters, parameters_from_prompt
+from .core.image_bytes import FILE_EXTENSIONS, FORMATS, image_file_bytes
+from .core.parameters import format_parameters
+from .core.prompt_graph import parameters_from_prompt
 
 
 def _source_stem(source_name: str) -> str:
@@ -25,6 +26,10 @@ def _write_new(folder: str, stem: str, extension: str, counter: int, data: bytes
     The bytes go to a hidden temporary file first, so that a crash or a full disk never leaves a cut-short
     image under a final name; a hard link then gives it the first free name, failing instead of replacing
     when another writer took that name since core listed the folder.
+
+    The ``img2img`` command's ``write_output`` (cli/results.py) follows the same rule with its own names
+    (``stem_1.png``, not ComfyUI's counter); it is a second copy because the command is installed alone,
+    without the pack, and the pack runs inside ComfyUI without the command.
     """
     partial = os.path.join(folder, f".{stem}.{os.getpid()}.{threading.get_ident()}.partial")
     try:
@@ -117,7 +122,7 @@ class Img2ImgSaveImage:
             parameters = format_parameters(found) if found else None
         results = []
         for batch_number, image in enumerate(images):
-            data = encode_image(
+            data = image_file_bytes(
                 image, format, prompt, extra_pnginfo, parameters, quality=quality, metadata=not args.disable_metadata
             )
             item_stem = stem.replace("%batch_num%", str(batch_number))

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from .core.contact_sheet import contact_sheet, parse_numbers
-from .ksampler import (
+from .core.contact_sheet import contact_sheet
+from .core.number_lists import parse_numbers
+from .inputs import (
     CFG_INPUT,
     GUIDANCE_INPUTS,
     SAMPLER_INPUT,
@@ -14,7 +15,8 @@ from .ksampler import (
     STEPS_INPUT,
     STRENGTH_MODE_INPUT,
 )
-from .sampling import check_latent_channels, model_sampling, noise_for, run, schedule_for_strength
+from .sampling import Guidance, check_latent_channels, model_sampling, noise_for, run, schedule_for_strength
+from .vae_coding import decode_latent
 
 
 class Img2ImgDenoiseSweep:
@@ -44,25 +46,47 @@ class Img2ImgDenoiseSweep:
                 "sampler_name": SAMPLER_INPUT,
                 "scheduler": SCHEDULER_INPUT,
                 "strength_mode": STRENGTH_MODE_INPUT,
-                "denoise_values": ("STRING", {
-                    "default": "0.2, 0.4, 0.6, 0.8",
-                    "tooltip": "The strengths to compare, comma-separated, each from 0 to 1: one column each.",
-                }),
-                "seeds": ("STRING", {
-                    "default": "",
-                    "tooltip": "Seeds to compare, comma-separated, one row each; empty: the seed input alone.",
-                }),
+                "denoise_values": (
+                    "STRING",
+                    {
+                        "default": "0.2, 0.4, 0.6, 0.8",
+                        "tooltip": "The strengths to compare, comma-separated, each from 0 to 1: one column each.",
+                    },
+                ),
+                "seeds": (
+                    "STRING",
+                    {
+                        "default": "",
+                        "tooltip": "Seeds to compare, comma-separated, one row each; empty: the seed input alone.",
+                    },
+                ),
             }
-        }  # fmt: skip
+        }
 
-    def sweep(self, model, positive, negative, latent_image, vae, seed, steps, cfg, sampler_name, scheduler,
-              strength_mode, denoise_values, seeds):  # fmt: skip
+    def sweep(
+        self,
+        model,
+        positive,
+        negative,
+        latent_image,
+        vae,
+        seed,
+        steps,
+        cfg,
+        sampler_name,
+        scheduler,
+        strength_mode,
+        denoise_values,
+        seeds,
+    ):
         strengths = parse_numbers(denoise_values, "denoise_values")
         row_seeds = parse_numbers(seeds, "seeds", int) if seeds.strip() else [seed]
         clean = check_latent_channels(model, latent_image["samples"], "latent_image")
         if clean.shape[0] != 1:
             raise ValueError(f"latent_image: the sweep takes one image, got a batch of {clean.shape[0]}")
         sampling = model_sampling(model)
+        guidance = Guidance(model, positive, negative, cfg)
+        noise_mask = latent_image.get("noise_mask")
         results = []
         for row_seed in row_seeds:
             noise = noise_for(latent_image, clean, row_seed, "comfy")
@@ -70,9 +94,17 @@ class Img2ImgDenoiseSweep:
                 schedule = schedule_for_strength(sampling, sampler_name, scheduler, steps, denoise, strength_mode)
                 samples = clean
                 if schedule.model_steps:
-                    samples = run(model, positive, negative, cfg, sampler_name, schedule, clean, noise,
-                                  latent_image.get("noise_mask"), row_seed, "comfy")  # fmt: skip
-                results.append(vae.decode(samples))
+                    samples = run(
+                        guidance,
+                        sampler_name=sampler_name,
+                        schedule=schedule,
+                        clean=clean,
+                        noise=noise,
+                        noise_mask=noise_mask,
+                        seed=row_seed,
+                        batch_seed="comfy",
+                    )
+                results.append(decode_latent(vae, samples))
         images = torch.cat(results)
         sheet = contact_sheet(images, [f"denoise {d:g}" for d in strengths], [f"seed {s}" for s in row_seeds])
         return (sheet, images)

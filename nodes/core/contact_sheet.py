@@ -2,29 +2,9 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
-
-
-def parse_numbers(text: str, name: str, kind: type = float) -> list:
-    """``"0.2, 0.4,0.6"`` → [0.2, 0.4, 0.6]; a clear ValueError naming the input otherwise."""
-    values = []
-    for part in text.replace(";", ",").split(","):
-        if not part.strip():
-            continue
-        try:
-            value = kind(part.strip())
-        except ValueError:
-            raise ValueError(f"{name}: {part.strip()!r} is not a {kind.__name__} (expected e.g. '0.2, 0.4')") from None
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ValueError(f"{name}: {part.strip()!r} is not a finite number")
-        values.append(value)
-    if not values:
-        raise ValueError(f"{name}: no values in {text!r}")
-    return values
 
 
 def contact_sheet(images: torch.Tensor, column_labels: list[str], row_labels: list[str], gap: int = 4) -> torch.Tensor:

@@ -18,8 +18,12 @@ import numpy as np
 import torch
 from PIL import ExifTags, Image, UnidentifiedImageError
 
+from .png import PNG_SIGNATURE, png_chunks
+
 # JPEG includes MPO, a JPEG with further pictures (phones' depth maps, stereo pairs), which Pillow opens as frames.
 LOADABLE_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF", "GIF")
+# The file names a folder of inputs is filtered by.
+IMAGE_SUFFIXES = frozenset({".png", ".apng", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
 
 # Pillow refuses more than twice its Image.MAX_IMAGE_PIXELS and only warns above it; this module refuses both.
 _LIMIT = "images over {} pixels are refused (PIL.Image.MAX_IMAGE_PIXELS)"
@@ -28,7 +32,6 @@ _LIMIT = "images over {} pixels are refused (PIL.Image.MAX_IMAGE_PIXELS)"
 # thousands of them: all frames together may have at most this many pixels (2**29 float32 RGB + MASK is 8 GiB).
 MAX_BATCH_PIXELS = 2**29
 
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # Channels of the PNG colour types whose 16-bit form Pillow reads as 8 bits: RGB, gray + alpha, RGBA.
 _PNG16_CHANNELS = {2: 3, 4: 2, 6: 4}
 # Adam7 interlacing: first column, first row, column step and row step of each of the seven passes.
@@ -222,25 +225,7 @@ def _on_canvas(image: np.ndarray, mask: np.ndarray, size: tuple[int, int]) -> tu
 
 def _is_png16_colour(data: bytes) -> bool:
     """Whether the IHDR (which always comes first) is of a 16-bit colour or gray + alpha PNG."""
-    return data.startswith(_PNG_SIGNATURE) and data[12:16] == b"IHDR" and data[24] == 16 and data[25] in _PNG16_CHANNELS
-
-
-def _png_chunks(data: bytes) -> Iterator[tuple[bytes, bytes]]:
-    """Type and body of each chunk up to IEND, CRCs checked."""
-    offset = len(_PNG_SIGNATURE)
-    while offset + 8 <= len(data):
-        length, kind = struct.unpack_from(">I4s", data, offset)
-        body = data[offset + 8 : offset + 8 + length]
-        crc = data[offset + 8 + length : offset + 12 + length]
-        if len(crc) < 4:
-            raise ValueError(f"the {kind.decode('latin-1')} chunk is cut short")
-        if zlib.crc32(body, zlib.crc32(kind)) != int.from_bytes(crc, "big"):
-            raise ValueError(f"the {kind.decode('latin-1')} chunk fails its CRC check")
-        yield kind, body
-        if kind == b"IEND":
-            return
-        offset += 12 + length
-    raise ValueError("the file ends before its IEND chunk")
+    return data.startswith(PNG_SIGNATURE) and data[12:16] == b"IHDR" and data[24] == 16 and data[25] in _PNG16_CHANNELS
 
 
 def _decode_png16_colour(data: bytes) -> np.ndarray:
@@ -249,7 +234,7 @@ def _decode_png16_colour(data: bytes) -> np.ndarray:
     Pillow reads these at 8 bits. An RGB PNG's tRNS colour key becomes a fourth, alpha channel.
     """
     compressed, key = [], None
-    for kind, body in _png_chunks(data):
+    for kind, body in png_chunks(data):
         if kind == b"IHDR":
             width, height, _depth, colour_type, _compression, _filter, interlace = struct.unpack(">IIBBBBB", body)
         elif kind == b"IDAT":

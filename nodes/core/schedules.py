@@ -164,9 +164,10 @@ def beta(model: ModelSigmas, steps: int, alpha: float = 0.6, beta: float = 0.6) 
     return _ladder([*values, 0.0])
 
 
-Schedule = Callable[[ModelSigmas, int], torch.Tensor]
+# A scheduler: a model's noise levels and a step count in, the full ladder of sigmas out.
+Scheduler = Callable[[ModelSigmas, int], torch.Tensor]
 
-SCHEDULES: dict[str, Schedule] = {
+SCHEDULES: dict[str, Scheduler] = {
     "normal": normal,
     "karras": karras,
     "exponential": exponential,

@@ -25,7 +25,9 @@ MAX_LADDER_STEPS = 10_000
 
 @dataclass(frozen=True)
 class StrengthPlan:
-    """A strength turned into steps: run ``model_steps`` steps of a ``ladder_steps``-step schedule."""
+    """A strength turned into steps: ``planned_steps`` steps of a ``ladder_steps``-step schedule, from
+    ``start_index`` on. (What then runs is the nodes' ``PartialSchedule.model_steps``: the same, unless the
+    scheduler's ladder comes out shorter than asked.)"""
 
     mode: str
     steps: int
@@ -34,11 +36,11 @@ class StrengthPlan:
     start_index: int
 
     @property
-    def model_steps(self) -> int:
+    def planned_steps(self) -> int:
         return self.ladder_steps - self.start_index
 
     def as_dict(self) -> dict[str, object]:
-        return {**asdict(self), "model_steps": self.model_steps}
+        return asdict(self)
 
 
 def validate_steps_and_denoise(steps: int, denoise: float) -> None:
@@ -58,8 +60,8 @@ def plan_strength(mode: str, steps: int, denoise: float) -> StrengthPlan:
         return StrengthPlan(mode, steps, denoise, steps, steps)
     if mode == "steps_x_denoise":
         # N·s on the decimal the user typed: in binary floats 0.57·100 is 56.99999999999999.
-        model_steps = min(int(Decimal(repr(denoise)) * steps), steps)
-        return StrengthPlan(mode, steps, denoise, steps, steps - model_steps)
+        planned_steps = min(int(Decimal(repr(denoise)) * steps), steps)
+        return StrengthPlan(mode, steps, denoise, steps, steps - planned_steps)
     if mode == "a1111":
         # A1111's own float arithmetic, quirks included: that is what this mode promises to match.
         t_enc = int(min(denoise, 0.999) * steps)
@@ -77,10 +79,10 @@ def sigmas_for_strength(plan: StrengthPlan, ladder: torch.Tensor) -> torch.Tenso
     Some schedulers return a ladder of another length than asked (beta drops repeated sigmas,
     ddim_uniform may add one); each mode cuts such a ladder the way its anchor does.
     """
-    if plan.model_steps == 0:
+    if plan.planned_steps == 0:
         return ladder[:0]
     if plan.mode == "comfy":
-        return ladder[-(plan.model_steps + 1) :]
+        return ladder[-(plan.planned_steps + 1) :]
     if len(ladder) - 1 > plan.ladder_steps:
         # The run still ends at step N, at sigma 0, as KSamplerAdvanced's end_at_step = N does.
         ladder = torch.cat([ladder[: plan.ladder_steps], ladder.new_zeros(1)])

@@ -100,6 +100,12 @@ def test_inputs_are_image_files_of_folders_and_named_files_sorted_once(tmp_path)
         cli_main.collect_inputs([empty])
 
 
+def test_folders_are_filtered_by_the_loaders_own_suffixes():
+    from comfyui_img2img.nodes.core.images import IMAGE_SUFFIXES
+
+    assert cli_main.IMAGE_SUFFIXES == IMAGE_SUFFIXES
+
+
 def test_per_image_seeds_follow_the_sorted_order_and_resume_skips_only_exact_matches(tmp_path):
     images = []
     for number in range(3):

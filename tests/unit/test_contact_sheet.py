@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from comfyui_img2img.nodes.core.contact_sheet import contact_sheet, parse_numbers
+from comfyui_img2img.nodes.core.contact_sheet import contact_sheet
+from comfyui_img2img.nodes.core.number_lists import parse_numbers
 
 
 def test_parse_numbers_reads_lists_and_names_the_input():

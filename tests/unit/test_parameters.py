@@ -4,13 +4,8 @@ import json
 import pytest
 
 from a1111_infotext import read_infotext
-from comfyui_img2img.nodes.core.parameters import (
-    SAMPLER_NAMES,
-    SCHEDULE_TYPES,
-    format_parameters,
-    parameters_from_prompt,
-    parse_parameters,
-)
+from comfyui_img2img.nodes.core.parameters import SAMPLER_NAMES, SCHEDULE_TYPES, format_parameters, parse_parameters
+from comfyui_img2img.nodes.core.prompt_graph import parameters_from_prompt
 from pack_under_test import PACK_ROOT
 
 # ---- format_parameters / parse_parameters ----

@@ -50,7 +50,7 @@ def full_ladder(schedule: str, steps: int) -> torch.Tensor:
 
 
 def steps_that_run(sigmas: torch.Tensor) -> int:
-    """What a sampler runs on a partial ladder: one step per pair of sigmas (the nodes' Schedule.model_steps)."""
+    """What a sampler runs on a partial ladder: one step per pair of sigmas (the nodes' PartialSchedule.model_steps)."""
     return max(len(sigmas) - 1, 0)
 
 
@@ -62,7 +62,7 @@ def steps_that_run(sigmas: torch.Tensor) -> int:
 @example(mode="comfy", steps=1, denoise=0.9999)
 def test_a_plan_runs_between_zero_and_n_steps(mode: str, steps: int, denoise: float) -> None:
     plan = plan_strength(mode, steps, denoise)
-    assert 0 <= plan.model_steps <= steps
+    assert 0 <= plan.planned_steps <= steps
     assert 0 <= plan.start_index <= plan.ladder_steps
     if mode == "comfy":
         # Only comfy stretches the ladder, and never past MAX_LADDER_STEPS unless N itself is longer.
@@ -79,7 +79,7 @@ def test_a_plan_runs_between_zero_and_n_steps(mode: str, steps: int, denoise: fl
 def test_more_strength_never_runs_fewer_steps(mode: str, steps: int, low: float, high: float) -> None:
     low, high = sorted((low, high))
     weak, strong = plan_strength(mode, steps, low), plan_strength(mode, steps, high)
-    assert weak.model_steps <= strong.model_steps
+    assert weak.planned_steps <= strong.planned_steps
     if mode != "comfy":
         # On the one fixed N-step ladder, a stronger run starts at the same or an earlier, noisier step.
         assert strong.start_index <= weak.start_index
@@ -94,19 +94,19 @@ def test_no_step_runs_exactly_below_the_smallest_strength_of_one_step(mode: str,
     plan = plan_strength(mode, steps, denoise)
     if mode == "steps_x_denoise":
         # ⌊N·s⌋ on the decimal the user typed; the product is exact in Decimal's 28 digits.
-        assert (plan.model_steps == 0) == (Decimal(repr(denoise)) * steps < 1)
+        assert (plan.planned_steps == 0) == (Decimal(repr(denoise)) * steps < 1)
     else:
         # a1111 always runs t_enc + 1 ≥ 1 steps, comfy all N: only strength 0 passes the latent through.
-        assert (plan.model_steps == 0) == (denoise == 0.0)
+        assert (plan.planned_steps == 0) == (denoise == 0.0)
     if mode == "comfy" and denoise > 0:
-        assert plan.model_steps == steps
+        assert plan.planned_steps == steps
 
 
 @PROPERTY
 @given(mode=modes, steps=steps_with_ladders)
 def test_full_strength_runs_every_step(mode: str, steps: int) -> None:
     # a1111 caps the strength at 0.999: ⌊0.999·N⌋ + 1 = N only up to N = 1000, this property's range.
-    assert plan_strength(mode, steps, 1.0).model_steps == steps
+    assert plan_strength(mode, steps, 1.0).planned_steps == steps
 
 
 def check_partial_ladder(schedule: str, mode: str, steps: int, denoise: float) -> None:
@@ -116,12 +116,12 @@ def check_partial_ladder(schedule: str, mode: str, steps: int, denoise: float) -
     run = steps_that_run(sigmas)
     # Never a lone sigma: either the latent passes through (no sigmas) or at least one step runs.
     assert len(sigmas) != 1
-    assert run <= plan.model_steps <= steps
-    if plan.model_steps == 0:
+    assert run <= plan.planned_steps <= steps
+    if plan.planned_steps == 0:
         assert len(sigmas) == 0
     if len(ladder) == plan.ladder_steps + 1:
         # A ladder of the asked length is cut to exactly the plan: zero steps exactly when the plan has none.
-        assert run == plan.model_steps
+        assert run == plan.planned_steps
     # Up to the model's 1000 training sigmas every scheduler's ladder is strictly decreasing. Only comfy's stretched
     # ladders get longer, and "simple" then repeats sigmas, as core's simple scheduler does for core KSampler.
     strict = bool((ladder[1:] < ladder[:-1]).all())

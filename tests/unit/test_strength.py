@@ -28,31 +28,31 @@ def a1111_reference(steps: int, denoise: float) -> tuple[int, int]:
 )
 def test_steps_x_denoise_runs_the_last_floor_n_s_steps(steps, denoise, start, model_steps):
     plan = plan_strength("steps_x_denoise", steps, denoise)
-    assert (plan.ladder_steps, plan.start_index, plan.model_steps) == (steps, start, model_steps)
+    assert (plan.ladder_steps, plan.start_index, plan.planned_steps) == (steps, start, model_steps)
 
 
 @pytest.mark.parametrize("steps", [1, 2, 7, 20, 50, 150])
 @pytest.mark.parametrize("denoise", [0.01, 0.1, 0.3, 0.33, 0.5, 0.57, 0.75, 0.9, 0.998, 0.999, 0.9995, 1.0])
 def test_a1111_matches_its_formula(steps, denoise):
     plan = plan_strength("a1111", steps, denoise)
-    assert (plan.start_index, plan.model_steps) == a1111_reference(steps, denoise)
+    assert (plan.start_index, plan.planned_steps) == a1111_reference(steps, denoise)
 
 
 @pytest.mark.parametrize(("steps", "denoise", "ladder"), [(20, 0.5, 40), (20, 0.3, 66), (10, 0.75, 13), (20, 1.0, 20)])
 def test_comfy_stretches_the_ladder_and_always_runs_n_steps(steps, denoise, ladder):
     plan = plan_strength("comfy", steps, denoise)
     assert plan.ladder_steps == ladder == (int(steps / denoise) if denoise <= 0.9999 else steps)
-    assert plan.model_steps == steps
+    assert plan.planned_steps == steps
 
 
 def test_comfy_ladder_is_bounded_at_tiny_strength():
     plan = plan_strength("comfy", 20, 1e-12)
-    assert plan.ladder_steps == MAX_LADDER_STEPS and plan.model_steps == 20
+    assert plan.ladder_steps == MAX_LADDER_STEPS and plan.planned_steps == 20
 
 
 @pytest.mark.parametrize("mode", ["steps_x_denoise", "a1111", "comfy"])
 def test_zero_strength_selects_no_step(mode):
-    assert plan_strength(mode, 20, 0.0).model_steps == 0
+    assert plan_strength(mode, 20, 0.0).planned_steps == 0
 
 
 @pytest.mark.parametrize(

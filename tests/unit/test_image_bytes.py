@@ -9,10 +9,10 @@ import pytest
 import torch
 from PIL import Image
 
-from comfyui_img2img.nodes.core.encode import (
+from comfyui_img2img.nodes.core.image_bytes import (
     FILE_EXTENSIONS,
     FORMATS,
-    encode_image,
+    image_file_bytes,
     image_to_array,
 )
 
@@ -156,7 +156,7 @@ def test_array_refuses_bad_inputs(image, bit_depth, named):
 @pytest.mark.parametrize("channels", [3, 4])
 def test_png_pixels_and_text_chunks(channels):
     image = sample_image(channels)
-    data = encode_image(image, "png", PROMPT, EXTRA, PARAMETERS)
+    data = image_file_bytes(image, "png", PROMPT, EXTRA, PARAMETERS)
     picture = Image.open(io.BytesIO(data))
     assert picture.mode == ("RGBA" if channels == 4 else "RGB")
     assert np.array_equal(np.asarray(picture).astype(np.int64), expected(image, 255))
@@ -170,7 +170,7 @@ def test_png_pixels_and_text_chunks(channels):
 @pytest.mark.parametrize("channels", [3, 4])
 def test_png16_values_chunks_and_layout(channels):
     image = sample_image(channels)
-    data = encode_image(image, "png16", PROMPT, EXTRA, PARAMETERS)
+    data = image_file_bytes(image, "png16", PROMPT, EXTRA, PARAMETERS)
     kinds, header, texts, _ = read_png(data)
     assert header == {"width": 6, "height": 4, "depth": 16, "colour": 6 if channels == 4 else 2}
     assert kinds == [b"IHDR", b"tEXt", b"tEXt", b"zTXt", b"IDAT", b"IEND"]
@@ -200,7 +200,7 @@ def frontend_png_texts(data: bytes) -> dict[str, str]:
 @pytest.mark.parametrize("image_format", ["png", "png16"])
 def test_the_frontend_sees_the_workflow_but_not_the_parameters(image_format):
     # A parameters chunk the frontend could read would win over workflow when the file is dropped.
-    data = encode_image(sample_image(), image_format, PROMPT, EXTRA, PARAMETERS)
+    data = image_file_bytes(sample_image(), image_format, PROMPT, EXTRA, PARAMETERS)
     texts = frontend_png_texts(data)
     assert "parameters" not in texts and json.loads(texts["workflow"]) == EXTRA["workflow"]
     assert Image.open(io.BytesIO(data)).text["parameters"] == PARAMETERS  # as A1111 and Pillow read it
@@ -209,7 +209,7 @@ def test_the_frontend_sees_the_workflow_but_not_the_parameters(image_format):
 @pytest.mark.parametrize("image_format", ["png", "png16"])
 def test_non_latin_parameters_are_escaped_in_ztxt(image_format):
     text = "星空, 🎨\nSteps: 4, Seed: 1, Size: 6x4"
-    data = encode_image(sample_image(), image_format, None, None, text)
+    data = image_file_bytes(sample_image(), image_format, None, None, text)
     kinds, _, texts, _ = read_png(data)
     assert b"zTXt" in kinds and b"iTXt" not in kinds
     assert texts["parameters"].encode("latin-1").decode("unicode_escape") == text
@@ -221,7 +221,7 @@ def test_non_latin_parameters_are_escaped_in_ztxt(image_format):
 @pytest.mark.parametrize("image_format", ["webp", "jpeg"])
 def test_lossy_formats_carry_the_metadata_in_exif(image_format):
     image = torch.full((16, 24, 3), 0.25)
-    data = encode_image(image, image_format, PROMPT, {**EXTRA, "extra": [1, 2]}, PARAMETERS, quality=90)
+    data = image_file_bytes(image, image_format, PROMPT, {**EXTRA, "extra": [1, 2]}, PARAMETERS, quality=90)
     picture = Image.open(io.BytesIO(data))
     assert picture.format == image_format.upper() and picture.size == (24, 16)
     assert np.abs(np.asarray(picture).astype(int) - 64).max() <= 2
@@ -233,7 +233,7 @@ def test_lossy_formats_carry_the_metadata_in_exif(image_format):
 
 
 def test_webp_metadata_as_comfyui_frontend_reads_it():
-    data = encode_image(sample_image(), "webp", PROMPT, EXTRA, PARAMETERS)
+    data = image_file_bytes(sample_image(), "webp", PROMPT, EXTRA, PARAMETERS)
     texts = frontend_webp_texts(data)
     assert json.loads(texts["workflow"]) == EXTRA["workflow"]
     assert json.loads(texts["prompt"]) == PROMPT
@@ -243,21 +243,21 @@ def test_webp_metadata_as_comfyui_frontend_reads_it():
 
 def test_alpha_is_kept_in_webp_and_dropped_in_jpeg():
     image = sample_image(4)
-    assert Image.open(io.BytesIO(encode_image(image, "webp"))).mode == "RGBA"
-    assert Image.open(io.BytesIO(encode_image(image, "jpeg"))).mode == "RGB"
+    assert Image.open(io.BytesIO(image_file_bytes(image, "webp"))).mode == "RGBA"
+    assert Image.open(io.BytesIO(image_file_bytes(image, "jpeg"))).mode == "RGB"
 
 
 def test_jpeg_keeps_what_fits_in_its_64k_exif(caplog):
     huge = {"workflow": {"nodes": ["x" * 70_000]}}
     with caplog.at_level(logging.WARNING):
-        picture = Image.open(io.BytesIO(encode_image(sample_image(), "jpeg", PROMPT, huge, PARAMETERS)))
+        picture = Image.open(io.BytesIO(image_file_bytes(sample_image(), "jpeg", PROMPT, huge, PARAMETERS)))
     assert 0x0110 not in picture.getexif() and 0x010F not in picture.getexif()
     assert user_comment(picture) == PARAMETERS
     assert "only the A1111 text" in caplog.text
 
     caplog.clear()
     with caplog.at_level(logging.WARNING):
-        data = encode_image(sample_image(), "jpeg", PROMPT, huge, "y" * 40_000)
+        data = image_file_bytes(sample_image(), "jpeg", PROMPT, huge, "y" * 40_000)
     picture = Image.open(io.BytesIO(data))
     picture.load()
     assert "exif" not in picture.info and "without it" in caplog.text
@@ -268,19 +268,19 @@ def test_jpeg_keeps_what_fits_in_its_64k_exif(caplog):
 
 @pytest.mark.parametrize("image_format", ["png", "png16"])
 def test_png_without_metadata_has_only_pixel_chunks(image_format):
-    data = encode_image(sample_image(), image_format, PROMPT, EXTRA, PARAMETERS, metadata=False)
+    data = image_file_bytes(sample_image(), image_format, PROMPT, EXTRA, PARAMETERS, metadata=False)
     assert read_png(data)[0] == [b"IHDR", b"IDAT", b"IEND"]
 
 
 def test_webp_and_jpeg_without_metadata_have_no_exif():
-    webp = encode_image(sample_image(), "webp", PROMPT, EXTRA, PARAMETERS, metadata=False)
+    webp = image_file_bytes(sample_image(), "webp", PROMPT, EXTRA, PARAMETERS, metadata=False)
     assert b"EXIF" not in riff_chunks(webp) and b"XMP " not in riff_chunks(webp)
-    jpeg = Image.open(io.BytesIO(encode_image(sample_image(), "jpeg", PROMPT, EXTRA, PARAMETERS, metadata=False)))
+    jpeg = Image.open(io.BytesIO(image_file_bytes(sample_image(), "jpeg", PROMPT, EXTRA, PARAMETERS, metadata=False)))
     assert "exif" not in jpeg.info and all(marker != "APP1" for marker, _ in jpeg.applist)
 
 
 def test_metadata_switch_skips_checks_on_what_it_does_not_write():
-    data = encode_image(sample_image(), "png", {"bad": {1, 2}}, {"a:b": 1}, PARAMETERS, metadata=False)
+    data = image_file_bytes(sample_image(), "png", {"bad": {1, 2}}, {"a:b": 1}, PARAMETERS, metadata=False)
     assert Image.open(io.BytesIO(data)).text == {}
 
 
@@ -309,7 +309,7 @@ def test_metadata_switch_skips_checks_on_what_it_does_not_write():
 def test_bad_inputs_are_refused_naming_the_input(arguments, named):
     call = {"image": sample_image(), "image_format": "png", **arguments}
     with pytest.raises(ValueError, match=named):
-        encode_image(**call)
+        image_file_bytes(**call)
 
 
 def test_every_format_has_a_file_extension():

@@ -40,6 +40,8 @@ import torch
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
+from .png import PNG_SIGNATURE, png_chunk
+
 FORMAT_PNG = "png"
 FORMAT_PNG16 = "png16"
 FORMAT_WEBP = "webp"
@@ -58,7 +60,6 @@ EXIF_TAG_EXIF_IFD = 0x8769
 EXIF_TAG_USER_COMMENT = 0x9286
 USER_COMMENT_UNICODE = b"UNICODE\x00"
 
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _EXIF_HEADER = b"Exif\x00\x00"
 _TIFF_ASCII, _TIFF_LONG, _TIFF_UNDEFINED = 2, 4, 7
 _TIFF_TYPE_SIZES = {_TIFF_ASCII: 1, _TIFF_LONG: 4, _TIFF_UNDEFINED: 1}
@@ -118,16 +119,12 @@ def _metadata_texts(
     return entries, parameters or None
 
 
-def _png_chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-
 def _png_text_chunk(key: str, text: str) -> bytes:
     try:
-        return _png_chunk(b"tEXt", key.encode("latin-1") + b"\x00" + text.encode("latin-1"))
+        return png_chunk(b"tEXt", key.encode("latin-1") + b"\x00" + text.encode("latin-1"))
     except UnicodeEncodeError:
         # iTXt: keyword, no compression (flag 0, method 0), empty language tag and translated keyword.
-        return _png_chunk(b"iTXt", key.encode("latin-1") + b"\x00\x00\x00\x00\x00" + text.encode("utf-8"))
+        return png_chunk(b"iTXt", key.encode("latin-1") + b"\x00\x00\x00\x00\x00" + text.encode("utf-8"))
 
 
 def _latin1(text: str) -> bytes:
@@ -143,12 +140,12 @@ def _png16(pixels: np.ndarray, texts: list[tuple[str, str]], parameters: str | N
     rows[:, 1:] = pixels.astype(">u2").view(np.uint8).reshape(height, -1)
     return b"".join(
         [
-            _PNG_SIGNATURE,
-            _png_chunk(b"IHDR", header),
+            PNG_SIGNATURE,
+            png_chunk(b"IHDR", header),
             *(_png_text_chunk(key, text) for key, text in texts),
-            *([_png_chunk(b"zTXt", b"parameters\x00\x00" + zlib.compress(_latin1(parameters)))] if parameters else []),
-            _png_chunk(b"IDAT", zlib.compress(rows.tobytes(), PNG_COMPRESS_LEVEL)),
-            _png_chunk(b"IEND", b""),
+            *([png_chunk(b"zTXt", b"parameters\x00\x00" + zlib.compress(_latin1(parameters)))] if parameters else []),
+            png_chunk(b"IDAT", zlib.compress(rows.tobytes(), PNG_COMPRESS_LEVEL)),
+            png_chunk(b"IEND", b""),
         ]
     )
 
@@ -229,7 +226,7 @@ def _check_side(pixels: np.ndarray, limit: int, format_name: str) -> None:
         raise ValueError(f"image: {format_name} holds at most {limit}×{limit} pixels, got {width}×{height}")
 
 
-def encode_image(
+def image_file_bytes(
     image: torch.Tensor,
     image_format: str,
     prompt: dict | None = None,

@@ -1,0 +1,123 @@
+"""Input specs that several nodes declare alike, so that a widget means the same on every node."""
+
+from __future__ import annotations
+
+import comfy.samplers
+
+from .core.noise import BATCH_SEEDS
+from .core.strength import STRENGTH_MODES
+
+SEED_INPUT = (
+    "INT",
+    {
+        "default": 0,
+        "min": 0,
+        "max": 0xFFFFFFFFFFFFFFFF,
+        "control_after_generate": True,
+        "tooltip": "Seed of the initial noise, drawn on the CPU exactly as core KSampler draws it.",
+    },
+)
+STEPS_INPUT = (
+    "INT",
+    {
+        "default": 20,
+        "min": 1,
+        "max": 10000,
+        "tooltip": "N: the number of steps of the full schedule that the strength is cut from.",
+    },
+)
+DENOISE_INPUT = (
+    "FLOAT",
+    {
+        "default": 0.6,
+        "min": 0.0,
+        "max": 1.0,
+        "step": 0.01,
+        "tooltip": "Strength: 0 returns the input unchanged, 1 starts from pure noise like txt2img.",
+    },
+)
+CFG_INPUT = (
+    "FLOAT",
+    {
+        "default": 7.0,
+        "min": 0.0,
+        "max": 100.0,
+        "step": 0.1,
+        "round": 0.01,
+        "tooltip": "Classifier-free guidance scale: how strongly the prompt steers each step.",
+    },
+)
+SAMPLER_INPUT = (
+    comfy.samplers.KSampler.SAMPLERS,
+    {
+        "tooltip": "The sampler. The pack runs its own loop for the samplers it implements and ComfyUI's for the rest.",
+    },
+)
+SCHEDULER_INPUT = (
+    comfy.samplers.KSampler.SCHEDULERS,
+    {
+        "tooltip": "How the full N-step ladder of noise levels is spaced.",
+    },
+)
+STRENGTH_MODE_INPUT = (
+    list(STRENGTH_MODES),
+    {
+        "default": STRENGTH_MODES[0],
+        "tooltip": (
+            "steps_x_denoise: run the last ⌊N·denoise⌋ of N steps (diffusers, KSamplerAdvanced). "
+            "a1111: AUTOMATIC1111's ⌊min(denoise, 0.999)·N⌋ + 1 steps. "
+            "comfy: core KSampler's stretched ladder of ⌊N/denoise⌋ steps, of which the last N run."
+        ),
+    },
+)
+BATCH_SEED_INPUT = (
+    list(BATCH_SEEDS),
+    {
+        "default": BATCH_SEEDS[0],
+        "tooltip": (
+            "comfy: one noise stream for the batch, as core. per_image: image i uses seed + i, like a single run."
+        ),
+    },
+)
+ACCELERATE_INPUT = (
+    "BOOLEAN",
+    {
+        "default": False,
+        "tooltip": (
+            "Run the UNet in bfloat16 with fused attention where the device supports it (about 2-3x faster on "
+            "a CPU with AVX512-BF16/AMX); the result differs slightly from the plain path. Falls back to the "
+            "plain path, with a log line, where it cannot apply."
+        ),
+    },
+)
+GUIDANCE_INPUTS = {
+    "model": ("MODEL", {"tooltip": "The diffusion model that denoises."}),
+    "positive": ("CONDITIONING", {"tooltip": "What the image should show."}),
+    "negative": ("CONDITIONING", {"tooltip": "What the image should not show."}),
+}
+
+TILING_MODES = ("auto", "always", "never")
+TILING_INPUTS = {
+    "tiling": (
+        list(TILING_MODES),
+        {
+            "default": "auto",
+            "tooltip": "auto: tiles only when the whole image would not fit in free memory (and after running out). "
+            "always / never: as they say.",
+        },
+    ),
+    "tile_size": (
+        "INT",
+        {"default": 512, "min": 64, "max": 4096, "step": 32, "tooltip": "Tile edge in pixels when tiling."},
+    ),
+    "overlap": (
+        "INT",
+        {
+            "default": 64,
+            "min": 0,
+            "max": 1024,
+            "step": 16,
+            "tooltip": "Pixels each tile shares with its neighbours; they are blended so no seam shows.",
+        },
+    ),
+}

@@ -1,0 +1,85 @@
+"""Pixels to latents and back with any ComfyUI VAE, in overlapping tiles when the whole would not fit.
+
+Tiles are blended by ComfyUI's tiler. They are used when the whole image would not fit in free
+memory (``auto``), on request, or after running out of memory. Every node that codes images goes
+through these two functions, so they all tile, check and reshape alike.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import comfy.model_management
+import torch
+
+from .inputs import TILING_MODES
+
+
+def _tiles_needed(tiling: str, memory_needed: float, vae) -> bool:
+    if tiling not in TILING_MODES:
+        raise ValueError(f"tiling must be one of {', '.join(TILING_MODES)}, got {tiling!r}")
+    if tiling != "auto":
+        return tiling == "always"
+    return memory_needed > comfy.model_management.get_free_memory(vae.device)
+
+
+def _check_tiles(tile_size: int, overlap: int) -> None:
+    if overlap * 2 >= tile_size:
+        raise ValueError(f"overlap ({overlap}) must be less than half of tile_size ({tile_size})")
+
+
+def _code_with_tiles_when_needed(
+    whole: Callable[[], torch.Tensor], tiled: Callable[[], torch.Tensor], tiling: str, memory_needed: float, vae
+) -> torch.Tensor:
+    """``whole()`` unless tiles are needed or it runs out of memory, then ``tiled()``."""
+    if not _tiles_needed(tiling, memory_needed, vae):
+        try:
+            return whole()
+        except comfy.model_management.OOM_EXCEPTION:
+            if tiling == "never":
+                raise
+            logging.warning("img2img: out of memory coding the whole image, retrying in tiles")
+            comfy.model_management.soft_empty_cache()
+    return tiled()
+
+
+def encode_pixels(vae, pixels: torch.Tensor, tiling: str = "auto", tile_size: int = 512, overlap: int = 64):
+    """An IMAGE batch's latents; each side must be a multiple of the VAE's scale."""
+    if pixels.ndim != 4 or pixels.shape[0] == 0:
+        raise ValueError(f"pixels must be a non-empty IMAGE batch, got shape {tuple(pixels.shape)}")
+    scale = vae.spacial_compression_encode()
+    height, width = pixels.shape[1:3]
+    if height % scale or width % scale:
+        # ComfyUI's VAE would crop them silently; a user should choose how to fit instead.
+        raise ValueError(
+            f"pixels are {width}×{height}, not a multiple of the VAE's scale {scale}: "
+            "fit them with Img2ImgLoadImage's multiple (crop, pad or stretch)"
+        )
+    _check_tiles(tile_size, overlap)
+    rgb = pixels[:, :, :, :3]
+    return _code_with_tiles_when_needed(
+        lambda: vae.encode(rgb),
+        lambda: vae.encode_tiled(rgb, tile_x=tile_size, tile_y=tile_size, overlap=overlap),
+        tiling,
+        vae.memory_used_encode(rgb.movedim(-1, 1).shape, vae.vae_dtype),
+        vae,
+    )
+
+
+def decode_latent(vae, latent: torch.Tensor, tiling: str = "auto", tile_size: int = 512, overlap: int = 64):
+    """The IMAGE batch of a latent batch; a video VAE's frames become images of the batch."""
+    _check_tiles(tile_size, overlap)
+    scale = vae.spacial_compression_decode()  # the tiler works in latent units
+    images = _code_with_tiles_when_needed(
+        lambda: vae.decode(latent),
+        lambda: vae.decode_tiled(
+            latent, tile_x=tile_size // scale, tile_y=tile_size // scale, overlap=overlap // scale
+        ),
+        tiling,
+        vae.memory_used_decode(latent.shape, vae.vae_dtype),
+        vae,
+    )
+    if images.ndim == 5:  # video VAEs return [batch, frames, ...]: one IMAGE per frame
+        images = images.reshape(-1, *images.shape[-3:])
+    return images
