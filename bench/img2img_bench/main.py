@@ -1,0 +1,76 @@
+"""The command line of bench/run.py: what to measure, and where the results go."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+import torch
+
+import img2img_host as host_harness
+
+from .comfyui import import_comfyui, load_pack
+from .device import log
+from .end_to_end import end_to_end
+from .measure import matmul_rate
+from .one_model import Bench
+from .report import machine, report
+from .specs import PARTS, SD15, TINY, TINY_NAME, TINY_QUICK, ensure_sd15
+
+DESCRIPTION = "The pack beside ComfyUI core, in one process on one machine: what img2img costs and where it goes."
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=DESCRIPTION)
+    parser.add_argument("--quick", action="store_true", help="the test checkpoint only (under 3 minutes)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs per configuration, after a warm-up")
+    parser.add_argument(
+        "--parts",
+        default=",".join(PARTS),
+        help=f"what to measure, comma-separated from {','.join(PARTS)} (default: all)",
+    )
+    options = parser.parse_args(argv)
+    if options.repeats < 1:
+        parser.error("--repeats must be at least 1")
+    parts = tuple(part.strip() for part in options.parts.split(","))
+    if unknown := set(parts) - set(PARTS):
+        parser.error(f"--parts: unknown {', '.join(sorted(unknown))}; choose from {', '.join(PARTS)}")
+    host = host_harness.default_host()
+    out = host.root / "bench"
+    models_dir = host.root / "bench-models"
+    models_dir.mkdir(parents=True, exist_ok=True)
+    comfy_nodes = import_comfyui(host.comfyui)
+    pack = load_pack()
+    import comfy.model_management
+
+    specs = [TINY_QUICK] if options.quick else [TINY, SD15]
+    checkpoints = {TINY_NAME: host.checkpoint}
+    if not options.quick:
+        checkpoints[SD15.name] = ensure_sd15(host, models_dir)
+    started = time.monotonic()
+    command = "python3 scripts/host.py bench" + " ".join(["", *(argv if argv is not None else sys.argv[1:])])
+    results = {
+        "command": command.strip(),
+        "machine": machine(),
+        "matmul_rate": {str(d).removeprefix("torch."): matmul_rate(d) for d in (torch.float32, torch.bfloat16)},
+        "models": [],
+    }
+    for spec in specs:
+        bench = Bench(comfy_nodes, pack, spec, checkpoints[spec.name], options.repeats)
+        results["models"].append(bench.run(results["matmul_rate"], parts))
+        del bench
+        comfy.model_management.unload_all_models()
+        comfy.model_management.soft_empty_cache()
+    if "server" in parts:
+        results["server"] = end_to_end(host, models_dir, specs, options.repeats, out / "server")
+    results["seconds"] = time.monotonic() - started
+    name = ("quick" if options.quick else "full") + ("" if parts == PARTS else "-" + "-".join(parts))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(results, indent=1))
+    text = report(results) + f"\nBench time: {results['seconds'] / 60:.1f} min.\n"
+    (out / f"{name}.md").write_text(text)
+    print(text)
+    log(f"wrote {out / (name + '.json')} and {out / (name + '.md')}")
+    return 0
