@@ -1,0 +1,249 @@
+"""Measure the demo img2img model through ComfyUI's own loading and sampling path, on held-out photos.
+
+    python scripts/measure_demo_model.py --comfyui .host/ComfyUI [--checkpoint PATH | --weights PATH]
+        [--out figures.json] [--look-dir /tmp/demo_model_look] [--samples-dir DIR]
+
+Protocol (the figures issue 14 asks for):
+- Pictures: the held-out photos (never trained on: train_demo_model.HELD_OUT), the short side resized to
+  128 px with Pillow's Lanczos filter, then centre-cropped to 128x128. For comparison the VAE round trip is
+  also reported on a 128x128 centre crop at native resolution (no resize), and at 256x256 (the demo's
+  sample inputs, made the same way as the 128 px pictures).
+- The checkpoint is assembled (make_demo_checkpoint) unless --checkpoint is given, and loaded with
+  comfy.sd.load_checkpoint_guess_config, as core CheckpointLoaderSimple does, on the CPU.
+- VAE round trip: ComfyUI's VAE.encode then VAE.decode; PSNR over all pixels and channels in [0, 1].
+- Img2img: strengths 0.1 .. 0.9 in steps_x_denoise mode: the last floor(20 s) steps of a 20-step euler /
+  normal schedule, run by core's common_ksampler exactly as KSamplerAdvanced runs it (add_noise on,
+  start_at_step = 20 - floor(20 s), return_with_leftover_noise off), seed 0, cfg 1 and an empty prompt
+  (the model ignores the text, so cfg has no effect). PSNR of the decoded result to the 128x128 input.
+  At 0.9 also the total variation per pixel (mean absolute difference of horizontal and vertical
+  neighbours) of the result and of the input.
+- Regional: a noise mask over the left half (as core SetLatentNoiseMask), strength 0.8: PSNR of the right
+  half to the input, against the VAE round trip's PSNR (the whole picture's, and the same half's).
+Targets: round trip >= 24 dB; img2img PSNR strictly decreasing in strength, >= 22 dB at 0.2, >= 12 dB at
+0.8; TV(0.9) <= 2 TV(input); regional kept half >= round trip - 1 dB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import itertools
+import json
+import math
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+SCRIPTS_DIR = Path(__file__).resolve().parent
+STRENGTHS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+STRIP_STRENGTHS = (0.2, 0.4, 0.6, 0.8)
+STEPS = 20
+SEED = 0
+REGIONAL_STRENGTH = 0.8
+DEFAULT_WEIGHTS = SCRIPTS_DIR.parent / "models" / "img2img-demo-unet-vae.safetensors"
+
+
+def import_script(name: str):
+    """Import a sibling script (scripts/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(name, SCRIPTS_DIR / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    # Registered before running it: dataclasses look their module up in sys.modules.
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def photo_square(name: str, size: int, resize: bool = True):
+    """A held-out photo as a ComfyUI IMAGE [1, size, size, 3]: short side to ``size`` with Lanczos and a centre
+    crop, or (resize=False) a centre crop at native resolution."""
+    import numpy
+    import skimage.data
+    from PIL import Image
+
+    folder = Path(skimage.data.__file__).parent
+    (path,) = [p for p in (folder / f"{name}.png", folder / f"{name}.jpg") if p.exists()]
+    with Image.open(path) as opened:
+        image = opened.convert("RGB")
+    if resize:
+        scale = size / min(image.size)
+        image = image.resize(
+            (max(size, round(image.width * scale)), max(size, round(image.height * scale))), Image.LANCZOS
+        )
+    left, top = (image.width - size) // 2, (image.height - size) // 2
+    image = image.crop((left, top, left + size, top + size))
+    return torch.from_numpy(numpy.asarray(image).astype("float32") / 255.0)[None]
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    mse = (a.float().clamp(0, 1) - b.float()).pow(2).mean().item()
+    return 10 * math.log10(1.0 / max(mse, 1e-12))
+
+
+def tv_per_pixel(image: torch.Tensor) -> float:
+    """Mean absolute difference between horizontally and vertically neighbouring pixels (IMAGE [B, H, W, C])."""
+    dy = (image[:, 1:] - image[:, :-1]).abs().mean()
+    dx = (image[:, :, 1:] - image[:, :, :-1]).abs().mean()
+    return ((dx + dy) / 2).item()
+
+
+def start_step(strength: float, steps: int = STEPS) -> int:
+    # steps_x_denoise: run the last floor(N s) steps; the epsilon guards 20 * 0.7 = 13.999... style rounding.
+    return steps - math.floor(steps * strength + 1e-9)
+
+
+def save_strip(images: list[torch.Tensor], path: Path) -> None:
+    from PIL import Image
+
+    strip = torch.cat([i[0] for i in images], dim=1).clamp(0, 1).mul(255).round().byte().numpy()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(strip).save(path)
+
+
+def measure(comfyui_dir: Path, checkpoint: Path, look_dir: Path | None) -> dict:
+    import comfy.sd
+    import comfy.utils
+    import nodes
+
+    comfy.utils.PROGRESS_BAR_ENABLED = False
+
+    train_demo_model = import_script("train_demo_model")
+    model, clip, vae, _ = comfy.sd.load_checkpoint_guess_config(str(checkpoint), output_vae=True, output_clip=True)
+    config_class = type(model.model.model_config).__name__
+    model_type = model.model.model_type.name
+    print(
+        f"loaded {checkpoint.name}: model config {config_class}, model type {model_type}, "
+        f"VAE {type(vae.first_stage_model).__name__}",
+        flush=True,
+    )
+    tokens = clip.tokenize("")
+    positive = clip.encode_from_tokens_scheduled(tokens)
+    negative = positive
+
+    def img2img(latent: dict, strength: float) -> torch.Tensor:
+        (out,) = nodes.common_ksampler(
+            model,
+            SEED,
+            STEPS,
+            1.0,
+            "euler",
+            "normal",
+            positive,
+            negative,
+            latent,
+            denoise=1.0,
+            disable_noise=False,
+            start_step=start_step(strength),
+            last_step=10000,
+            force_full_denoise=True,
+        )
+        return vae.decode(out["samples"])
+
+    results: dict = {"model_config": config_class, "model_type": model_type, "photos": {}}
+    for name in train_demo_model.HELD_OUT:
+        picture = photo_square(name, 128)
+        native = photo_square(name, 128, resize=False)
+        latent = vae.encode(picture)
+        round_trip = vae.decode(latent)
+        row = {
+            "vae_psnr": psnr(round_trip, picture),
+            "vae_psnr_native_crop": psnr(vae.decode(vae.encode(native)), native),
+            # The demo's sample inputs are these photos at 256x256 (write_samples).
+            "vae_psnr_256": psnr(vae.decode(vae.encode(photo_square(name, 256))), photo_square(name, 256)),
+            "latent_std_after_0.18215": (latent * 0.18215).std().item(),
+            "img2img_psnr": {},
+        }
+        strip = {0.0: round_trip}
+        for strength in STRENGTHS:
+            started = time.perf_counter()
+            result = img2img({"samples": latent}, strength)
+            row["img2img_psnr"][f"{strength:.1f}"] = psnr(result, picture)
+            strip[strength] = result
+            if strength == 0.9:
+                row["tv_input"], row["tv_0.9"] = tv_per_pixel(picture), tv_per_pixel(result.clamp(0, 1))
+            print(
+                f"{name} strength {strength:.1f}: PSNR {row['img2img_psnr'][f'{strength:.1f}']:.2f} dB "
+                f"({time.perf_counter() - started:.1f}s)",
+                flush=True,
+            )
+        # Regional: regenerate the left half only (mask 1 = regenerate, at pixel resolution as SetLatentNoiseMask).
+        mask = torch.zeros(1, 1, 128, 128)
+        mask[..., :64] = 1.0
+        regional = img2img({"samples": latent, "noise_mask": mask}, REGIONAL_STRENGTH)
+        row["regional_kept_half_psnr"] = psnr(regional[:, :, 64:], picture[:, :, 64:])
+        row["regional_changed_half_psnr"] = psnr(regional[:, :, :64], picture[:, :, :64])
+        row["vae_psnr_same_half"] = psnr(round_trip[:, :, 64:], picture[:, :, 64:])
+        psnrs = list(row["img2img_psnr"].values())
+        row["checks"] = {
+            "vae_psnr>=24": row["vae_psnr"] >= 24.0,
+            "strictly_decreasing": all(a > b for a, b in itertools.pairwise(psnrs)),
+            "psnr_0.2>=22": row["img2img_psnr"]["0.2"] >= 22.0,
+            "psnr_0.8>=12": row["img2img_psnr"]["0.8"] >= 12.0,
+            "tv_0.9<=2x_input": row["tv_0.9"] <= 2 * row["tv_input"],
+            "regional_kept>=vae-1": row["regional_kept_half_psnr"] >= row["vae_psnr"] - 1.0,
+        }
+        results["photos"][name] = row
+        print(json.dumps({name: row}, indent=1), flush=True)
+        if look_dir is not None:
+            images = [picture, round_trip] + [strip[s] for s in STRIP_STRENGTHS] + [regional]
+            save_strip(images, look_dir / f"{name}.png")
+    rows = list(results["photos"].values())
+    mean = {
+        "vae_psnr": sum(r["vae_psnr"] for r in rows) / len(rows),
+        "vae_psnr_native_crop": sum(r["vae_psnr_native_crop"] for r in rows) / len(rows),
+        "vae_psnr_256": sum(r["vae_psnr_256"] for r in rows) / len(rows),
+        "img2img_psnr": {k: sum(r["img2img_psnr"][k] for r in rows) / len(rows) for k in rows[0]["img2img_psnr"]},
+        "regional_kept_half_psnr": sum(r["regional_kept_half_psnr"] for r in rows) / len(rows),
+    }
+    results["mean"] = mean
+    return results
+
+
+def write_samples(samples_dir: Path, size: int = 256) -> list[Path]:
+    """Demo input photos from the held-out pictures: short side to ``size`` (Lanczos), centre crop."""
+    from PIL import Image
+
+    train_demo_model = import_script("train_demo_model")
+    samples_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name in train_demo_model.HELD_OUT:
+        picture = photo_square(name, size)[0].mul(255).round().byte().numpy()
+        path = samples_dir / f"{name}.png"
+        Image.fromarray(picture).save(path)
+        paths.append(path)
+    return paths
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--comfyui", type=Path, required=True, help="ComfyUI source tree")
+    parser.add_argument("--checkpoint", type=Path, help="an assembled checkpoint (default: assemble one)")
+    parser.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS, help="trained UNet + VAE safetensors")
+    parser.add_argument("--out", type=Path, help="write the figures as JSON here")
+    parser.add_argument("--look-dir", type=Path, default=Path("/tmp/demo_model_look"), help="PNG strips")
+    parser.add_argument("--samples-dir", type=Path, help="also write 256x256 demo input photos here")
+    args = parser.parse_args()
+    comfyui_dir = args.comfyui.resolve()
+    sys.path.insert(0, str(comfyui_dir))
+    import comfy.cli_args
+
+    # Before any other comfy import: ComfyUI picks its device at import time.
+    comfy.cli_args.args.cpu = True
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as tmp, torch.inference_mode():
+        checkpoint = args.checkpoint
+        if checkpoint is None:
+            checkpoint = Path(tmp) / "img2img-demo-sd15.safetensors"
+            import_script("make_demo_checkpoint").make_demo_checkpoint(comfyui_dir, args.weights, checkpoint)
+        results = measure(comfyui_dir, checkpoint, args.look_dir)
+    print(json.dumps(results["mean"], indent=1))
+    if args.out:
+        args.out.write_text(json.dumps(results, indent=2) + "\n")
+    if args.samples_dir:
+        print("samples:", ", ".join(str(p) for p in write_samples(args.samples_dir)))
+
+
+if __name__ == "__main__":
+    main()
