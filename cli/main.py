@@ -131,7 +131,7 @@ def _add_common_arguments(run: argparse.ArgumentParser) -> None:
         "--mode",
         default="steps_x_denoise",
         metavar="MODE",
-        help="strength mode: steps_x_denoise, a1111 or comfy (default: steps_x_denoise)",
+        help="strength mode: steps_x_denoise, a1111, comfy or snr (default: steps_x_denoise)",
     )
     run.add_argument("--seed", type=_seed, default=0, help="noise seed for every image (default: 0)")
     run.add_argument(

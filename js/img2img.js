@@ -9,6 +9,7 @@ import { ComfyWidgets } from "../../scripts/widgets.js";
 const PLAN_NODES = new Set(["Img2ImgKSampler", "Img2ImgNoiseAtStrength"]);
 const PLAN_WIDGET = "img2img_plan";
 const PLAN_INPUTS = ["steps", "denoise", "strength_mode", "scheduler", "sampler_name"];
+const OPTIONAL_PLAN_INPUTS = ["end_at_step"]; // the sampler's only: where it stops for a second sampler
 const DEBOUNCE_MS = 150;
 
 function planWidget(node) {
@@ -32,6 +33,10 @@ async function refreshPlan(node) {
     PLAN_INPUTS.map((name) => [name, node.widgets?.find((w) => w.name === name)?.value]),
   );
   if (Object.values(values).some((value) => value === undefined)) return;
+  for (const name of OPTIONAL_PLAN_INPUTS) {
+    const value = node.widgets?.find((w) => w.name === name)?.value;
+    if (value !== undefined) values[name] = value;
+  }
   const request = (node.img2imgPlanRequest = (node.img2imgPlanRequest ?? 0) + 1);
   try {
     const response = await api.fetchApi(`/img2img/plan?${new URLSearchParams(values)}`);
@@ -51,7 +56,7 @@ function watchPlanInputs(node) {
     timer = setTimeout(() => refreshPlan(node), DEBOUNCE_MS);
   };
   for (const widget of node.widgets ?? []) {
-    if (!PLAN_INPUTS.includes(widget.name)) continue;
+    if (!PLAN_INPUTS.includes(widget.name) && !OPTIONAL_PLAN_INPUTS.includes(widget.name)) continue;
     const callback = widget.callback;
     widget.callback = function () {
       const result = callback?.apply(this, arguments);

@@ -1,4 +1,5 @@
-"""What a latent carries from Img2ImgNoiseAtStrength to Img2ImgKSampler: the plan it was noised for.
+"""What a latent carries from Img2ImgNoiseAtStrength, or from an Img2ImgKSampler stopped early, to the
+Img2ImgKSampler that continues it: the plan it was noised for, and where on it the latent stands.
 
 The record rides in the LATENT dict under one key of the pack's own. Core nodes copy the dict and ignore
 unknown keys, so the pack's latents stay usable by them and theirs by the pack.
@@ -17,15 +18,18 @@ PLAN_KEY = "img2img"
 
 @dataclass(frozen=True)
 class NoisedLatentPlan:
-    """A latent noised to its plan's first sigma, with all a sampler needs to continue it exactly."""
+    """A latent noised to its schedule's first sigma, with all a sampler needs to continue it exactly."""
 
-    schedule: PartialSchedule
+    schedule: PartialSchedule  # what is left to run
     clean: torch.Tensor  # the latent before noising (LATENT space)
     noise: torch.Tensor  # the initial noise, for samplers that need it again (masks, ddim)
     seed: int
     batch_seed: str
     noised: torch.Tensor  # the LATENT ``samples`` this record was made for
-    start: torch.Tensor | None  # the same, in the model's space, to avoid a lossy round trip; None: nothing to run
+    # The same in the model's space, kept to avoid a lossy round trip; None where the continuing model is to
+    # make it from ``noised``, as core KSamplerAdvanced does with add_noise disabled (after a stop: the second
+    # model may have another latent scaling than the first).
+    start: torch.Tensor | None
 
 
 def with_plan(latent: dict, plan: NoisedLatentPlan) -> dict:

@@ -90,6 +90,19 @@ ACCELERATE_INPUT = (
         ),
     },
 )
+END_AT_STEP_INPUT = (
+    "INT",
+    {
+        "default": 10000,
+        "min": 1,
+        "max": 10000,
+        "tooltip": (
+            "Stop at this step of the plan (the step numbers of the line under the node) and return the latent "
+            "with its leftover noise and its plan: a second Img2ImgKSampler, with another model such as a "
+            "refiner, continues it from there without adding noise. 10000: run to the end."
+        ),
+    },
+)
 GUIDANCE_INPUTS = {
     "model": ("MODEL", {"tooltip": "The diffusion model that denoises."}),
     "positive": ("CONDITIONING", {"tooltip": "What the image should show."}),

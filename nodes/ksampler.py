@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import torch
+
 from .core.strength import validate_steps_and_denoise
-from .handoff import carried_plan, without_plan
+from .handoff import NoisedLatentPlan, carried_plan, with_plan, without_plan
 from .inputs import (
     ACCELERATE_INPUT,
     BATCH_SEED_INPUT,
     CFG_INPUT,
     DENOISE_INPUT,
+    END_AT_STEP_INPUT,
     GUIDANCE_INPUTS,
     SAMPLER_INPUT,
     SCHEDULER_INPUT,
@@ -21,6 +24,7 @@ from .sampling import (
     check_latent_channels,
     model_sampling,
     noise_for,
+    noised_start,
     plan_ui,
     run,
     schedule_for_strength,
@@ -30,7 +34,8 @@ from .sampling import (
 class Img2ImgKSampler:
     DESCRIPTION = (
         "Img2img sampler: noises the latent to the level the denoise strength selects and runs only "
-        "the rest of the schedule. A latent from Img2ImgNoiseAtStrength is continued as it is, with its plan."
+        "the rest of the schedule. A latent from Img2ImgNoiseAtStrength, or from an Img2ImgKSampler stopped at "
+        "end_at_step, is continued as it is, with its plan."
     )
     CATEGORY = "img2img"
     FUNCTION = "sample"
@@ -56,7 +61,7 @@ class Img2ImgKSampler:
                 "strength_mode": STRENGTH_MODE_INPUT,
                 "batch_seed": BATCH_SEED_INPUT,
             },
-            "optional": {"accelerate": ACCELERATE_INPUT},
+            "optional": {"accelerate": ACCELERATE_INPUT, "end_at_step": END_AT_STEP_INPUT},
         }
 
     def sample(
@@ -74,13 +79,16 @@ class Img2ImgKSampler:
         strength_mode,
         batch_seed,
         accelerate=False,
+        end_at_step=10000,
     ):
         validate_steps_and_denoise(steps, denoise)  # also when they are unused: a bad value is a mistake
         carried = carried_plan(latent_image)
         if carried is not None:
             schedule, clean, noise, start = carried.schedule, carried.clean, carried.noise, carried.start
             seed, batch_seed = carried.seed, carried.batch_seed
-            note = " · continued from Img2ImgNoiseAtStrength, its plan and seed"
+            if start is None and schedule.model_steps:
+                start = noised_start(model, carried.noised, torch.zeros_like(carried.noised), schedule)
+            note = f" · continued from step {schedule.first_step + 1} of the incoming plan, with its seed"
         else:
             clean = check_latent_channels(model, latent_image["samples"], "latent_image")
             schedule = schedule_for_strength(
@@ -89,6 +97,7 @@ class Img2ImgKSampler:
             noise = noise_for(latent_image, clean, seed, batch_seed)
             start = None
             note = ""
+        schedule, rest = schedule.split_at(end_at_step, model_sampling(model))
         out = without_plan(latent_image)
         if schedule.model_steps == 0:
             out["samples"] = clean
@@ -105,4 +114,15 @@ class Img2ImgKSampler:
                 start=start,
                 accelerate=accelerate,
             )
+        if rest is not None:
+            left = NoisedLatentPlan(
+                schedule=rest,
+                clean=clean,
+                noise=noise,
+                seed=seed,
+                batch_seed=batch_seed,
+                noised=out["samples"],
+                start=None,
+            )
+            out = with_plan(out, left)
         return {"ui": plan_ui(schedule, note), "result": (out,)}

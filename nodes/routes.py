@@ -1,8 +1,9 @@
 """The server route behind the browser's plan line: what a sampler's settings will run, before anything is queued.
 
 ``GET /img2img/plan?steps=20&denoise=0.5&strength_mode=steps_x_denoise&scheduler=normal&sampler_name=euler``
-answers the plan as JSON, with ``text`` the line shown under the node. The sigmas are those of an SD1.x/SDXL
-noise table (the model is not known before the graph runs); after a run the node shows its model's own.
+(and optionally ``&end_at_step=14``) answers the plan as JSON, with ``text`` the line shown under the node.
+The sigmas are those of an SD1.x/SDXL noise table (the model is not known before the graph runs); after a
+run the node shows its model's own.
 """
 
 from __future__ import annotations
@@ -35,14 +36,17 @@ def _number(query, name: str, kind):
 async def plan(request: web.Request) -> web.Response:
     query = request.rel_url.query
     try:
+        sampling = _default_sampling()
         schedule = schedule_for_strength(
-            _default_sampling(),
+            sampling,
             query.get("sampler_name", "euler"),
             query.get("scheduler", "normal"),
             _number(query, "steps", int),
             _number(query, "denoise", float),
             query.get("strength_mode", "steps_x_denoise"),
         )
+        if "end_at_step" in query:
+            schedule = schedule.split_at(_number(query, "end_at_step", int), sampling)[0]
     except ValueError as error:
         return web.json_response({"error": str(error)}, status=400)
     return web.json_response({**schedule.report(), "text": schedule.summary()})

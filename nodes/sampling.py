@@ -23,36 +23,67 @@ from .accelerate import accelerate as accelerated
 from .core import samplers as core_samplers
 from .core import schedules
 from .core.noise import image_seed, initial_noise
+from .core.noise_rules import sigma_for_snr_strength, signal_to_noise
 from .core.strength import StrengthPlan, plan_strength, sigmas_for_strength
 
 
 @dataclass(frozen=True)
 class PartialSchedule:
     """A strength's plan and the sigmas that really run. ``model_steps`` counts those sigmas' steps, which can be
-    fewer than the plan's ``planned_steps`` where a scheduler returns a shorter ladder than asked (beta)."""
+    fewer than the plan's ``planned_steps`` where a scheduler returns a shorter ladder than asked (beta), or
+    where the run stops early (``end_at_step``) and leaves the rest to a second sampler."""
 
     plan: StrengthPlan
     sigmas: torch.Tensor  # the partial ladder that runs, sigmas[0] = the starting noise level
+    first_step: int  # the index of sigmas[0] on the plan's ladder of plan.ladder_steps steps
+    snr_start: float | None = None  # the signal-to-noise ratio at sigmas[0], by the model family's rule
 
     @property
     def model_steps(self) -> int:
         return max(len(self.sigmas) - 1, 0)
 
+    @property
+    def stops_early(self) -> bool:
+        """Whether the run ends at a sigma above 0, returning its latent with leftover noise."""
+        return self.model_steps > 0 and float(self.sigmas[-1]) > 0
+
+    def split_at(self, end_step: int, sampling) -> tuple[PartialSchedule, PartialSchedule | None]:
+        """The part up to ladder step ``end_step`` and the rest from there, or (self, None) when the run ends
+        before it anyway (as core KSamplerAdvanced's end_at_step)."""
+        cut = end_step - self.first_step
+        if cut >= self.model_steps or self.model_steps == 0:
+            return self, None
+        if cut < 1:
+            raise ValueError(
+                f"end_at_step must be after the plan's first step ({self.first_step + 1} of "
+                f"{self.plan.ladder_steps}), got {end_step}"
+            )
+        rest = self.sigmas[cut:]
+        return (
+            PartialSchedule(self.plan, self.sigmas[: cut + 1], self.first_step, self.snr_start),
+            PartialSchedule(self.plan, rest, end_step, snr_at(sampling, float(rest[0]))),
+        )
+
     def report(self) -> dict[str, object]:
         return {
             **self.plan.as_dict(),
             "model_steps": self.model_steps,
+            "first_step": self.first_step,
             "sigma_start": float(self.sigmas[0]) if self.model_steps else 0.0,
             "sigma_end": float(self.sigmas[-1]) if self.model_steps else 0.0,
+            "snr_start": self.snr_start if self.model_steps else None,
         }
 
     def summary(self) -> str:
         if self.model_steps == 0:
             return f"denoise {self.plan.denoise:g}: no step ran, the latent is returned unchanged"
-        first = self.plan.ladder_steps - self.model_steps + 1
+        first, last = self.first_step + 1, self.first_step + self.model_steps
         return (
-            f"steps {first}–{self.plan.ladder_steps} of {self.plan.ladder_steps} · {self.model_steps} model steps · "
-            f"σ {float(self.sigmas[0]):.3g}→{float(self.sigmas[-1]):.3g} ({self.plan.mode})"
+            f"steps {first}–{last} of {self.plan.ladder_steps} · {self.model_steps} model steps · "
+            f"σ {float(self.sigmas[0]):.3g}→{float(self.sigmas[-1]):.3g}"
+            + (f" · SNR {self.snr_start:.3g} at the start" if self.plan.mode == "snr" else "")
+            + (" · stops with leftover noise" if self.stops_early else "")
+            + f" ({self.plan.mode})"
         )
 
 
@@ -80,6 +111,61 @@ def full_ladder(sampling, sampler_name: str, scheduler: str, steps: int) -> torc
     return ladder
 
 
+class FromSigma:
+    """A model's noise levels seen from ``sigma_start`` down, for the ``snr`` mode: a scheduler handed this
+    instead of the model spreads its steps from exactly that sigma to the end, with its own spacing.
+
+    Schedules read the top as ``sigma_max`` (karras, exponential), as its timestep (normal, sgm_uniform:
+    found by bisection on the model's own ``sigma(t)``, continuous also where ComfyUI's ``timestep`` rounds
+    to a training step), or as the top of the training table (simple, ddim_uniform, beta: the table's
+    levels below the start, topped by the start itself).
+    """
+
+    def __init__(self, sampling, sigma_start: float) -> None:
+        self.sampling = sampling
+        self.sigma_min = sampling.sigma_min
+        self.sigma_max = torch.tensor(sigma_start, dtype=torch.float32)
+        table = sampling.sigmas
+        self.sigmas = torch.cat([table[table < sigma_start], self.sigma_max.reshape(1).to(table.dtype)])
+
+    def sigma(self, timestep: torch.Tensor) -> torch.Tensor:
+        return self.sampling.sigma(timestep)
+
+    def timestep(self, sigma: torch.Tensor) -> torch.Tensor:
+        low = self.sampling.timestep(self.sampling.sigma_min).double()
+        high = self.sampling.timestep(self.sampling.sigma_max).double()
+        target = float(sigma)
+        for _ in range(60):  # sigma(t) rises with t
+            middle = (low + high) / 2
+            if float(self.sampling.sigma(middle.float())) < target:
+                low = middle
+            else:
+                high = middle
+        return ((low + high) / 2).float()
+
+    def percent_to_sigma(self, percent: float) -> float:
+        return self.sampling.percent_to_sigma(percent)
+
+
+def is_flow(sampling) -> bool:
+    return isinstance(sampling, comfy.model_sampling.CONST)
+
+
+def _sigma_data(sampling) -> float:
+    return float(getattr(sampling, "sigma_data", 1.0))
+
+
+def snr_at(sampling, sigma: float) -> float:
+    """The signal-to-noise ratio of a latent noised to ``sigma`` on this model."""
+    return signal_to_noise(sigma, is_flow(sampling), _sigma_data(sampling))
+
+
+def snr_start_sigma(sampling, denoise: float) -> float:
+    """Where the ``snr`` mode starts on this model: capped at its largest noise level (pure noise)."""
+    sigma = sigma_for_snr_strength(denoise, is_flow(sampling), _sigma_data(sampling))
+    return min(sigma, float(sampling.sigma_max))
+
+
 def schedule_for_strength(
     sampling, sampler_name: str, scheduler: str, steps: int, denoise: float, mode: str
 ) -> PartialSchedule:
@@ -88,10 +174,20 @@ def schedule_for_strength(
         raise ValueError(f"scheduler must be one of {', '.join(comfy.samplers.SCHEDULER_NAMES)}, got {scheduler!r}")
     plan = plan_strength(mode, steps, denoise)
     if plan.planned_steps == 0:
-        return PartialSchedule(plan, torch.zeros(0))
-    return PartialSchedule(
-        plan, sigmas_for_strength(plan, full_ladder(sampling, sampler_name, scheduler, plan.ladder_steps))
-    )
+        return PartialSchedule(plan, torch.zeros(0), plan.ladder_steps)
+    if mode != "snr":
+        sigmas = sigmas_for_strength(plan, full_ladder(sampling, sampler_name, scheduler, plan.ladder_steps))
+    else:
+        sigma_start = snr_start_sigma(sampling, denoise)
+        ladder = full_ladder(FromSigma(sampling, sigma_start), sampler_name, scheduler, plan.ladder_steps)
+        sigmas = sigmas_for_strength(plan, ladder)
+        # Exactly the start, not the scheduler's float round trip of it; below it, strictly descending.
+        below = sigmas[1:][sigmas[1:] < sigma_start]
+        sigmas = torch.cat([torch.tensor([sigma_start], dtype=sigmas.dtype), below])
+    first_step = plan.ladder_steps - max(len(sigmas) - 1, 0)
+    if len(sigmas) == 0:
+        return PartialSchedule(plan, sigmas, first_step)
+    return PartialSchedule(plan, sigmas, first_step, snr_at(sampling, float(sigmas[0])))
 
 
 def is_max_denoise(model, sigma_start: float) -> bool:
@@ -167,7 +263,7 @@ def _per_image(make_noise_sampler):
 def own_sampler_options(model, sampler_name: str, batch_seed: str) -> dict:
     """What the core sampler needs to know that ComfyUI's looks up in its model wrapper."""
     sampling = model_sampling(model)
-    flow = isinstance(sampling, comfy.model_sampling.CONST)
+    flow = is_flow(sampling)
     options = {}
     if sampler_name in core_samplers.FLOW_AWARE:
         options["flow"] = flow

@@ -18,6 +18,8 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from .noise_rules import half_log_snr, sigma_at_half_log_snr
+
 Denoiser = Callable[..., torch.Tensor]
 Callback = Callable[[dict], None] | None
 NoiseSampler = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -267,16 +269,6 @@ def sample_dpmpp_2m(
         return (t_next.neg().exp() / t.neg().exp()) * x - (-h).expm1() * blend
 
     return _walk(_denoiser(model, x, extra_args), x, sigmas, callback, step)
-
-
-def half_log_snr(sigma: torch.Tensor, flow: bool = False) -> torch.Tensor:
-    """log(alpha / sigma): alpha is 1 for noise-added models, 1 - sigma for rectified flow."""
-    return sigma.logit().neg() if flow else sigma.log().neg()
-
-
-def sigma_at_half_log_snr(half_log_snr: torch.Tensor, flow: bool = False) -> torch.Tensor:
-    """The inverse of ``half_log_snr``."""
-    return half_log_snr.neg().sigmoid() if flow else half_log_snr.neg().exp()
 
 
 def _noise_sampler(x, sigmas, extra_args, make_noise_sampler: MakeNoiseSampler | None) -> NoiseSampler:

@@ -6,6 +6,10 @@ With N steps and strength s, each mode picks a ladder of sigmas and the part of 
   steps, the last k of the N-step ladder.
 - ``a1111`` (AUTOMATIC1111's default): t_enc = ⌊min(s, 0.999)·N⌋, t_enc + 1 steps from index N − t_enc − 1.
 - ``comfy`` (core KSampler's denoise): a stretched ladder of ⌊N/s⌋ steps, of which the last N run.
+- ``snr``: s names a noise level, not a share of steps: the run starts where the signal-to-noise ratio
+  is ((1 − s)/s)² (``noise_rules.sigma_for_snr_strength``), the same on every model family, and all N
+  steps are spread from there to the end. Which sigma that is depends on the model, so this plan is
+  only the step count, run from the top of a ladder that the nodes' adapter makes from that sigma.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from decimal import Decimal
 
 import torch
 
-STRENGTH_MODES = ("steps_x_denoise", "a1111", "comfy")
+STRENGTH_MODES = ("steps_x_denoise", "a1111", "comfy", "snr")
 
 # Core KSampler's stretched ladder grows as N/s: at s = 1e-9 it would never finish computing.
 # Past this length the last N sigmas are all within float error of 0 anyway.
@@ -62,6 +66,8 @@ def plan_strength(mode: str, steps: int, denoise: float) -> StrengthPlan:
         # N·s on the decimal the user typed: in binary floats 0.57·100 is 56.99999999999999.
         planned_steps = min(int(Decimal(repr(denoise)) * steps), steps)
         return StrengthPlan(mode, steps, denoise, steps, steps - planned_steps)
+    if mode == "snr":
+        return StrengthPlan(mode, steps, denoise, steps, 0)
     if mode == "a1111":
         # A1111's own float arithmetic, quirks included: that is what this mode promises to match.
         t_enc = int(min(denoise, 0.999) * steps)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 
+import pytest
 from PIL import Image
 
 from host_servers import saved_paths
@@ -24,7 +25,12 @@ def test_object_info_lists_the_six_nodes_with_tooltips(server):
         for name, spec in inputs.items():
             assert len(spec) > 1 and spec[1].get("tooltip"), f"{node_id}.{name} has no tooltip"
         assert len(node.get("output_tooltips", [])) == len(node["output"])
-    assert info["Img2ImgKSampler"]["input"]["required"]["strength_mode"][0] == ["steps_x_denoise", "a1111", "comfy"]
+    assert info["Img2ImgKSampler"]["input"]["required"]["strength_mode"][0] == [
+        "steps_x_denoise",
+        "a1111",
+        "comfy",
+        "snr",
+    ]
 
 
 def test_the_img2img_graph_runs_and_saves_a_png_with_its_graph(server, api_graph):
@@ -66,3 +72,14 @@ def test_the_log_shows_the_pack_imported(server):
     log = server.log()
     assert re.search(r"seconds: .*custom_nodes/comfyui-img2img\s*$", log, re.MULTILINE), log[-3000:]
     assert not re.search(r"IMPORT FAILED.*img2img|img2img.*IMPORT FAILED", log)
+
+
+def test_the_plan_route_answers_every_mode_and_a_stop(server):
+    query = "steps=20&denoise=0.6&scheduler=normal&sampler_name=euler&strength_mode="
+    assert "steps 9–20 of 20" in server.get_json(f"/img2img/plan?{query}steps_x_denoise")["text"]
+    snr = server.get_json(f"/img2img/plan?{query}snr")
+    assert snr["sigma_start"] == pytest.approx(1.5) and snr["snr_start"] == pytest.approx((0.4 / 0.6) ** 2)
+    assert "steps 1–20 of 20" in snr["text"] and "SNR 0.444 at the start" in snr["text"]
+    stopped = server.get_json(f"/img2img/plan?{query}steps_x_denoise&end_at_step=14")
+    assert "steps 9–14 of 20" in stopped["text"] and "stops with leftover noise" in stopped["text"]
+    assert stopped["model_steps"] == 6 and stopped["sigma_end"] > 0

@@ -96,9 +96,9 @@ def test_no_step_runs_exactly_below_the_smallest_strength_of_one_step(mode: str,
         # ⌊N·s⌋ on the decimal the user typed; the product is exact in Decimal's 28 digits.
         assert (plan.planned_steps == 0) == (Decimal(repr(denoise)) * steps < 1)
     else:
-        # a1111 always runs t_enc + 1 ≥ 1 steps, comfy all N: only strength 0 passes the latent through.
+        # a1111 always runs t_enc + 1 ≥ 1 steps, comfy and snr all N: only strength 0 passes the latent through.
         assert (plan.planned_steps == 0) == (denoise == 0.0)
-    if mode == "comfy" and denoise > 0:
+    if mode in ("comfy", "snr") and denoise > 0:
         assert plan.planned_steps == steps
 
 
