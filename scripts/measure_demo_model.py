@@ -1,13 +1,18 @@
 """Measure the demo img2img model through ComfyUI's own loading and sampling path, on held-out photos.
 
     python scripts/measure_demo_model.py --comfyui .host/ComfyUI [--checkpoint PATH | --weights PATH]
-        [--out figures.json] [--look-dir /tmp/demo_model_look] [--samples-dir DIR]
+        [--protocol whole [crop256]] [--out figures.json] [--look-dir /tmp/demo_model_look] [--samples-dir DIR]
 
 Protocol (the figures issue 14 asks for):
-- Pictures: the held-out photos (never trained on: train_demo_model.HELD_OUT), the short side resized to
-  128 px with Pillow's Lanczos filter, then centre-cropped to 128x128. For comparison the VAE round trip is
-  also reported on a 128x128 centre crop at native resolution (no resize), and at 256x256 (the demo's
-  sample inputs, made the same way as the 128 px pictures).
+- Pictures: the held-out photos (never trained on: train_demo_model.HELD_OUT), made 128x128 in one of two
+  ways, chosen with --protocol (several may be given; each is measured on its own and the JSON holds the
+  figures of each under ``protocols`` with its name and description, never mixed):
+  ``whole`` (the default, the protocol of the first figures): the whole photo, the short side resized to
+  128 px with Pillow's Lanczos filter, then centre-cropped to 128x128;
+  ``crop256``: the photo's short side resized to 256 px (Lanczos), then its 128x128 centre crop: half
+  resolution, so a less detailed picture of the middle of the photo.
+  For comparison the VAE round trip is also reported on a 128x128 centre crop at native resolution (no
+  resize), and at 256x256 (the demo's sample inputs, made the same way as the 128 px pictures).
 - The checkpoint is assembled (make_demo_checkpoint) unless --checkpoint is given, and loaded with
   comfy.sd.load_checkpoint_guess_config, as core CheckpointLoaderSimple does, on the CPU.
 - VAE round trip: ComfyUI's VAE.encode then VAE.decode; PSNR over all pixels and channels in [0, 1].
@@ -26,6 +31,7 @@ Targets: round trip >= 24 dB; img2img PSNR strictly decreasing in strength, >= 2
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib.util
 import itertools
 import json
@@ -44,6 +50,10 @@ STEPS = 20
 SEED = 0
 REGIONAL_STRENGTH = 0.8
 DEFAULT_WEIGHTS = SCRIPTS_DIR.parent / "models" / "img2img-demo-unet-vae.safetensors"
+PROTOCOLS = {
+    "whole": "the whole held-out photo: short side to 128 px (Lanczos), centre crop 128x128",
+    "crop256": "the held-out photo's short side to 256 px (Lanczos), then its 128x128 centre crop (half resolution)",
+}
 
 
 def import_script(name: str):
@@ -77,6 +87,15 @@ def photo_square(name: str, size: int, resize: bool = True):
     return torch.from_numpy(numpy.asarray(image).astype("float32") / 255.0)[None]
 
 
+def protocol_picture(name: str, protocol: str):
+    """The 128x128 picture a protocol measures on (PROTOCOLS), as a ComfyUI IMAGE [1, 128, 128, 3]."""
+    if protocol == "whole":
+        return photo_square(name, 128)
+    if protocol == "crop256":
+        return photo_square(name, 256)[:, 64:192, 64:192].contiguous()
+    raise ValueError(f"unknown protocol {protocol!r}; known: {', '.join(PROTOCOLS)}")
+
+
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     mse = (a.float().clamp(0, 1) - b.float()).pow(2).mean().item()
     return 10 * math.log10(1.0 / max(mse, 1e-12))
@@ -102,7 +121,7 @@ def save_strip(images: list[torch.Tensor], path: Path) -> None:
     Image.fromarray(strip).save(path)
 
 
-def measure(comfyui_dir: Path, checkpoint: Path, look_dir: Path | None) -> dict:
+def measure(comfyui_dir: Path, checkpoint: Path, look_dir: Path | None, protocol: str = "whole") -> dict:
     import comfy.sd
     import comfy.utils
     import nodes
@@ -141,13 +160,20 @@ def measure(comfyui_dir: Path, checkpoint: Path, look_dir: Path | None) -> dict:
         )
         return vae.decode(out["samples"])
 
-    results: dict = {"model_config": config_class, "model_type": model_type, "photos": {}}
+    results: dict = {
+        "protocol": protocol,
+        "pictures": PROTOCOLS[protocol],
+        "model_config": config_class,
+        "model_type": model_type,
+        "photos": {},
+    }
     for name in train_demo_model.HELD_OUT:
-        picture = photo_square(name, 128)
+        picture = protocol_picture(name, protocol)
         native = photo_square(name, 128, resize=False)
         latent = vae.encode(picture)
         round_trip = vae.decode(latent)
         row = {
+            "protocol": protocol,
             "vae_psnr": psnr(round_trip, picture),
             "vae_psnr_native_crop": psnr(vae.decode(vae.encode(native)), native),
             # The demo's sample inputs are these photos at 256x256 (write_samples).
@@ -164,7 +190,7 @@ def measure(comfyui_dir: Path, checkpoint: Path, look_dir: Path | None) -> dict:
             if strength == 0.9:
                 row["tv_input"], row["tv_0.9"] = tv_per_pixel(picture), tv_per_pixel(result.clamp(0, 1))
             print(
-                f"{name} strength {strength:.1f}: PSNR {row['img2img_psnr'][f'{strength:.1f}']:.2f} dB "
+                f"{name} ({protocol}) strength {strength:.1f}: PSNR {row['img2img_psnr'][f'{strength:.1f}']:.2f} dB "
                 f"({time.perf_counter() - started:.1f}s)",
                 flush=True,
             )
@@ -188,9 +214,11 @@ def measure(comfyui_dir: Path, checkpoint: Path, look_dir: Path | None) -> dict:
         print(json.dumps({name: row}, indent=1), flush=True)
         if look_dir is not None:
             images = [picture, round_trip] + [strip[s] for s in STRIP_STRENGTHS] + [regional]
-            save_strip(images, look_dir / f"{name}.png")
+            suffix = "" if protocol == "whole" else f"_{protocol}"
+            save_strip(images, look_dir / f"{name}{suffix}.png")
     rows = list(results["photos"].values())
     mean = {
+        "protocol": protocol,
         "vae_psnr": sum(r["vae_psnr"] for r in rows) / len(rows),
         "vae_psnr_native_crop": sum(r["vae_psnr_native_crop"] for r in rows) / len(rows),
         "vae_psnr_256": sum(r["vae_psnr_256"] for r in rows) / len(rows),
@@ -221,6 +249,9 @@ def main() -> None:
     parser.add_argument("--comfyui", type=Path, required=True, help="ComfyUI source tree")
     parser.add_argument("--checkpoint", type=Path, help="an assembled checkpoint (default: assemble one)")
     parser.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS, help="trained UNet + VAE safetensors")
+    parser.add_argument(
+        "--protocol", nargs="+", choices=list(PROTOCOLS), default=["whole"], help="which 128x128 pictures"
+    )
     parser.add_argument("--out", type=Path, help="write the figures as JSON here")
     parser.add_argument("--look-dir", type=Path, default=Path("/tmp/demo_model_look"), help="PNG strips")
     parser.add_argument("--samples-dir", type=Path, help="also write 256x256 demo input photos here")
@@ -232,15 +263,23 @@ def main() -> None:
     # Before any other comfy import: ComfyUI picks its device at import time.
     comfy.cli_args.args.cpu = True
     torch.set_num_threads(1)
+    figures: dict = {}
+    if args.checkpoint is None:
+        figures["weights"] = args.weights.name
+        figures["weights_sha256"] = hashlib.sha256(args.weights.read_bytes()).hexdigest()
+    else:
+        figures["checkpoint"] = args.checkpoint.name
+    figures["protocols"] = {}
     with tempfile.TemporaryDirectory() as tmp, torch.inference_mode():
         checkpoint = args.checkpoint
         if checkpoint is None:
             checkpoint = Path(tmp) / "img2img-demo-sd15.safetensors"
             import_script("make_demo_checkpoint").make_demo_checkpoint(comfyui_dir, args.weights, checkpoint)
-        results = measure(comfyui_dir, checkpoint, args.look_dir)
-    print(json.dumps(results["mean"], indent=1))
+        for protocol in dict.fromkeys(args.protocol):
+            figures["protocols"][protocol] = measure(comfyui_dir, checkpoint, args.look_dir, protocol)
+            print(json.dumps(figures["protocols"][protocol]["mean"], indent=1), flush=True)
     if args.out:
-        args.out.write_text(json.dumps(results, indent=2) + "\n")
+        args.out.write_text(json.dumps(figures, indent=2) + "\n")
     if args.samples_dir:
         print("samples:", ", ".join(str(p) for p in write_samples(args.samples_dir)))
 

@@ -4,12 +4,19 @@ scikit-image's wheel (``skimage.data``), reproducibly, on the CPU.
     python scripts/train_demo_model.py --comfyui .host/ComfyUI [--out-dir models] [--seed 0]
     python scripts/train_demo_model.py --comfyui .host/ComfyUI --resume PREVIOUS.safetensors --vae-steps 0 \
         --unet-steps 560
+    python scripts/train_demo_model.py --comfyui .host/ComfyUI --resume PREVIOUS.safetensors --vae-steps 0 \
+        --unet-latent 16 --unet-steps 240
 
-The committed weights (models/img2img-demo-unet-vae.safetensors) are these two commands run one after the
-other: the first with the defaults (VAE 600 steps, UNet 320 steps; 16 minutes on one busy CPU core), its
-output moved aside, then the second resuming from it (the same VAE, 560 more UNet steps; about 10 minutes).
-models/img2img-demo.json is the second run's record and holds the first run's record under
-``resumed_from``. The UNet got the extra steps because 320 left the pictures blotchy at low strength.
+The committed weights (models/img2img-demo-unet-vae.safetensors) are these three commands run one after
+the other, each run's output moved aside (with its img2img-demo.json next to it) before the next resumes
+from it: the first with the defaults (VAE 600 steps, UNet 320 steps on 8x8 latent windows; 16 minutes on
+one busy CPU core), the second (the same VAE, 560 more UNet steps at 8x8; about 10 minutes), the third (the
+same VAE, 240 more UNet steps on whole 16x16 latents, the size of a 128 px picture that the figures are
+measured at; about 4 s a step, 20 minutes on a core shared with other work). The defaults still mean the
+first run. models/img2img-demo.json is the third run's record; it holds the second run's record under
+``resumed_from.record``, which holds the first's the same way. The UNet got the extra steps because 320
+left the pictures blotchy at low strength, and the 16x16 steps because the 8x8-trained UNet still added
+blotches at the evaluation size.
 
 Two stages, with every random draw from one seeded torch.Generator (and torch.manual_seed for anything
 that draws from the global generator), so a run with the same seed, settings, torch and ComfyUI versions
