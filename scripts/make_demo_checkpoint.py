@@ -13,12 +13,11 @@ file is byte-identical every time for the same weights and ComfyUI tree. The dem
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import os
 import sys
 import time
 from pathlib import Path
 
+import make_test_checkpoint  # scripts/, this script's folder, is first on its path
 import torch
 from safetensors.torch import load_file, save
 
@@ -29,23 +28,14 @@ CLIP_PREFIX = "cond_stage_model.transformer.text_model."
 CLIP_SEED = 0
 
 
-def _make_test_checkpoint_module():
-    """scripts/ is not a package: load make_test_checkpoint.py by path to reuse its generator."""
-    spec = importlib.util.spec_from_file_location("make_test_checkpoint", SCRIPTS_DIR / "make_test_checkpoint.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def random_clip_tensors(comfyui_dir: Path, seed: int = CLIP_SEED) -> dict[str, torch.Tensor]:
     """CLIP-L's text model with make_test_checkpoint's random fp16 weights: the generator runs over the tiny
     test checkpoint's full key list in order (as that script does), and only the CLIP keys are kept."""
-    mtc = _make_test_checkpoint_module()
     gen = torch.Generator().manual_seed(seed)
-    state, _ = mtc.build_state_dict(comfyui_dir, "tiny")
+    state, _ = make_test_checkpoint.build_state_dict(comfyui_dir, "tiny")
     clip = {}
     for name, like in state.items():
-        value = mtc.random_tensor(name, like, gen) if like.is_floating_point() else like.contiguous()
+        value = make_test_checkpoint.random_tensor(name, like, gen) if like.is_floating_point() else like.contiguous()
         if name.startswith(CLIP_PREFIX):
             clip[name] = value.to(torch.float16) if value.is_floating_point() else value
     return clip
@@ -67,17 +57,7 @@ def make_demo_checkpoint(comfyui_dir: Path, weights: Path, out: Path) -> None:
             f"{weights.name}, random CLIP-L (seed {CLIP_SEED})"
         },
     )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    # A temp file in the same folder makes os.replace atomic, so an interrupted run never leaves a truncated
-    # checkpoint at ``out``; written by hand because save_file creates files with mode 0600.
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    make_test_checkpoint.write_atomically(out, data)
 
 
 def main() -> None:

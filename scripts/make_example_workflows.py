@@ -12,12 +12,12 @@ Chromium at /usr/bin/chromium. It starts its own ComfyUI server and for each ``a
 - loads it into the real frontend (``app.loadApiJson``), lays it out (``app.graph.arrange``, seeds fixed)
   and writes the UI-format workflow ``<name>.json`` (``app.graph.serialize``), which ComfyUI's template
   browser serves, and its thumbnail ``<name>.jpg`` (a screenshot of the canvas, 512 px wide);
-- queues it on the server (test checkpoint) to prove that it runs.
+- queues it on the server, every checkpoint loader set to the project's demo model, to prove that it runs.
 
-For img2img it also writes ``img2img.png``: that run's output, saved with the UI workflow in its
-``workflow`` chunk, so that dropping it onto ComfyUI rebuilds the graph (its pixels come from the test
-checkpoint's random weights: noise; the graph it carries is the point). ``input/sample_regional.png``
-(the sample with a transparent rectangle, for the regional graph) is generated first.
+For img2img it also writes ``img2img.png``: that run's output (the demo model's picture of the sample
+photo), saved with the UI workflow in its ``workflow`` chunk, so that dropping it onto ComfyUI rebuilds
+the graph. ``input/sample_regional.png`` (the sample with a transparent rectangle, for the regional
+graph) is generated first.
 """
 
 from __future__ import annotations
@@ -48,8 +48,9 @@ SETTINGS = {
 THUMBNAIL_WIDTH = 512
 
 # In the page, after app.loadApiJson: wait for the loader's image preview and for the node sizes to settle,
-# fix the seeds, arrange the graph, fit it into the view, and answer the workflow as the frontend saves it
-# (JSON text) with the nodes' boxes in graph units and their outline in page pixels.
+# fix the seeds, arrange the graph (moving down a node left overlapping), fit it into the view, and answer
+# the workflow as the frontend saves it (JSON text) with the nodes' boxes in graph units and their outline in
+# page pixels.
 LAYOUT = """async () => {
   const pause = () => new Promise((resolve) => setTimeout(resolve, 100));
   const loaded = (node) => node.type !== "Img2ImgLoadImage" || node.imgs?.[0]?.naturalWidth > 0;
@@ -59,7 +60,22 @@ LAYOUT = """async () => {
   for (const node of app.graph.nodes)
     for (const widget of node.widgets ?? []) if (widget.name === "control_after_generate") widget.value = "fixed";
   app.graph.arrange(80);
-  const boxes = app.graph.nodes.map((node) => [...node.boundingRect]);
+  // arrange() can leave a node of a crowded column overlapping the one above it: push it down, below that
+  // one. Boxes from pos and size (the title bar above pos): boundingRect is only brought up to date on a draw.
+  const title = LiteGraph.NODE_TITLE_HEIGHT;
+  const box = (node) => [node.pos[0], node.pos[1] - title, node.size[0], node.size[1] + title];
+  const meet = (a, b) => a[0] < b[0] + b[2] && b[0] < a[0] + a[2] && a[1] < b[1] + b[3] && b[1] < a[1] + a[3];
+  for (let moved = true, round = 0; moved && round < 50; round++) {
+    moved = false;
+    for (const upper of app.graph.nodes)
+      for (const lower of app.graph.nodes) {
+        const [a, b] = [box(upper), box(lower)];
+        if (upper === lower || b[1] < a[1] || !meet(a, b)) continue;
+        lower.pos[1] += a[1] + a[3] + 40 - b[1];
+        moved = true;
+      }
+  }
+  const boxes = app.graph.nodes.map(box);
   const left = Math.min(...boxes.map((b) => b[0])), right = Math.max(...boxes.map((b) => b[0] + b[2]));
   const top = Math.min(...boxes.map((b) => b[1])), bottom = Math.max(...boxes.map((b) => b[1] + b[3]));
   const { clientWidth: width, clientHeight: height } = app.canvasEl;
@@ -123,7 +139,7 @@ def example_png(output: Path, graph: dict, workflow: dict, path: Path) -> None:
 
     The ``parameters`` chunk (A1111 text) is left out: ComfyUI's frontend (1.32.9) imports a dropped PNG that
     has one as an A1111 graph of core nodes instead of reading its ``workflow``. The prompt names the
-    committed checkpoint, as the workflow does, rather than the test checkpoint that ran.
+    committed checkpoint, as the workflow does, rather than the demo model that ran.
     """
     image = Image.open(output)
     info = PngImagePlugin.PngInfo()
@@ -133,10 +149,12 @@ def example_png(output: Path, graph: dict, workflow: dict, path: Path) -> None:
 
 
 def main() -> None:
-    graphs = {path.stem: json.loads(path.read_text()) for path in sorted((EXAMPLES / "api").glob("*.json"))}
+    graphs = {
+        path.stem: json.loads(path.read_text(encoding="utf-8")) for path in sorted((EXAMPLES / "api").glob("*.json"))
+    }
     make_regional_sample()
     host = host_harness.default_host()
-    if not host.checkpoint.exists():
+    if not host.demo_checkpoint.exists():
         raise SystemExit(f"no ComfyUI host at {host.root}: run `python3 scripts/host.py build` first")
     with tempfile.TemporaryDirectory() as workdir, host_harness.Server(host, Path(workdir)) as server:
         for image in (SAMPLE, REGIONAL_SAMPLE):
@@ -177,7 +195,7 @@ def main() -> None:
                 prompt = json.loads(json.dumps(graph))
                 for node in prompt.values():
                     if node["class_type"] == "CheckpointLoaderSimple":
-                        node["inputs"]["ckpt_name"] = host_harness.TEST_CHECKPOINT
+                        node["inputs"]["ckpt_name"] = host_harness.DEMO_CHECKPOINT
                 entry = server.wait(server.queue(prompt, {"extra_pnginfo": {"workflow": workflow}}))
                 if entry["status"]["status_str"] != "success":
                     raise SystemExit(f"{name} failed on the server: {json.dumps(entry['status'], indent=1)}")

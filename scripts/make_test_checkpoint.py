@@ -165,23 +165,24 @@ def make_checkpoint(comfyui_dir: Path, out: Path, seed: int, dtype: torch.dtype,
     tensors = {name: t.to(dtype) if t.is_floating_point() else t for name, t in tensors.items()}
     unet_params = sum(t.numel() for name, t in tensors.items() if name.startswith("model.diffusion_model."))
 
+    # A single metadata entry: safetensors writes several in random order, which would break byte-identical output.
+    write_atomically(out, save(tensors, metadata={"description": f"random test weights, seed {seed}"}))
+    return unet_params
+
+
+def write_atomically(out: Path, data: bytes) -> None:
+    """``data`` at ``out``, or nothing there if interrupted: a temp file in the same folder makes os.replace
+    atomic. Written by hand, since safetensors' save_file creates files with mode 0600, which other users
+    (e.g. a ComfyUI service) could not read."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    # A temp file in the same folder makes os.replace atomic, so an interrupted run
-    # never leaves a truncated checkpoint at ``out``.
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
-        # A single metadata entry: safetensors writes several in random order,
-        # which would break byte-identical output.
-        data = save(tensors, metadata={"description": f"random test weights, seed {seed}"})
-        # Writing the bytes ourselves: safetensors' save_file creates files with
-        # mode 0600, which other users (e.g. a ComfyUI service) could not read.
         with open(tmp, "wb") as f:
             f.write(data)
         os.replace(tmp, out)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return unet_params
 
 
 def main() -> None:

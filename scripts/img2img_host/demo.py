@@ -1,60 +1,77 @@
-"""README command (1): the img2img CLI on the bundled sample images; and the example graph it starts from."""
+"""README command (1): the img2img CLI on the bundled sample photos with the demo model; and the example graph
+that the tests start from."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
+from pathlib import Path
 
-from .layout import PACK_ROOT, TEST_CHECKPOINT, Host, phase
+from .layout import DEMO_CHECKPOINT, PACK_ROOT, TEST_CHECKPOINT, Host, phase
+from .server import Server
+
+SAMPLES = PACK_ROOT / "example_workflows" / "input"
+PROMPT = ("--prompt", "a photo", "--negative", "blurry, low quality")  # the demo model ignores the text
+SHEET_STRENGTHS = "0,0.2,0.4,0.6,0.8"  # denoise 0 is the input through the VAE and back
 
 
 def demo_graph(image_name: str, seed: int) -> dict:
-    graph = json.loads((PACK_ROOT / "example_workflows" / "api" / "img2img.json").read_text())
+    graph = json.loads((PACK_ROOT / "example_workflows" / "api" / "img2img.json").read_text(encoding="utf-8"))
     graph["1"]["inputs"]["ckpt_name"] = TEST_CHECKPOINT
     graph["4"]["inputs"]["image"] = image_name
     graph["6"]["inputs"]["seed"] = seed
     return graph
 
 
-def run_demo(host: Host) -> int:
-    """README command (1): the img2img CLI on the bundled sample images, on a host server it starts."""
-    # The CLI runs from this checkout without installing it: a link named as its package puts cli/ on
-    # the host's path (the build installed the `cli` extra's few dependencies).
+def _cli_path(host: Host) -> Path:
+    """A folder that puts cli/ on the host's path as its package, img2img_cli, without installing it (the build
+    installed the `cli` extra's few dependencies)."""
     cli_path = host.root / "cli-path"
     cli_path.mkdir(exist_ok=True)
     link = cli_path / "img2img_cli"
     if link.is_symlink() or link.exists():
         link.unlink()  # also when it exists: the clone may have moved since
     link.symlink_to(PACK_ROOT / "cli", target_is_directory=True)
+    return cli_path
+
+
+def _run_cli(host: Host, arguments: list[str]) -> int:
+    env = {**os.environ, "PYTHONPATH": str(_cli_path(host))}
+    cli = subprocess.Popen([str(host.python), "-m", "img2img_cli", *arguments], cwd=PACK_ROOT, env=env)
+    try:
+        return cli.wait()
+    except KeyboardInterrupt:
+        # The CLI got the Ctrl-C as well and stops its jobs on the server; subprocess.run would kill it
+        # after 0.25 s, before it could.
+        return cli.wait()
+
+
+def _outputs(folder: Path) -> list[Path]:
+    manifest = folder / "manifest.jsonl"
+    if not manifest.exists():
+        return []
+    return [folder / json.loads(line)["output"] for line in manifest.read_text(encoding="utf-8").splitlines()]
+
+
+def run_demo(host: Host) -> int:
+    """README command (1): img2img of the sample photos at denoise 0.6, and a strength sheet of the first one
+    (denoise 0, 0.2, 0.4, 0.6, 0.8 side by side), on the demo model, through one host server it starts."""
     out = host.root / "demo-output"
-    command = [
-        str(host.python),
-        "-m",
-        "img2img_cli",
-        "run",
-        str(PACK_ROOT / "example_workflows" / "input"),
-        "--prompt",
-        "a watercolor painting of hills at sunset",
-        "--negative",
-        "blurry, low quality",
-        "--denoise",
-        "0.6",
-        "--per-image-seeds",
-        "--out",
-        str(out),
-    ]
-    with phase("img2img of the sample images"):
-        cli = subprocess.Popen(command, cwd=PACK_ROOT, env={**os.environ, "PYTHONPATH": str(cli_path)})
-        try:
-            code = cli.wait()
-        except KeyboardInterrupt:
-            # The CLI got the Ctrl-C as well and stops its job and its server; subprocess.run would kill
-            # it after 0.25 s and leave that server running.
-            code = cli.wait()
-    manifest = out / "manifest.jsonl"
-    if manifest.exists():
-        for line in manifest.read_text().splitlines():
-            print(f"img2img output: {out / json.loads(line)['output']}")
-        print(f"manifest: {manifest}")
+    # Fresh every time: the command's resume would skip the photos done by an earlier build's model.
+    shutil.rmtree(out, ignore_errors=True)
+    with Server(host, host.root / "demo-server") as server:
+        common = [*PROMPT, "--checkpoint", DEMO_CHECKPOINT, "--per-image-seeds", "--server", server.url]
+        with phase("img2img of the sample photos"):
+            code = _run_cli(host, ["run", str(SAMPLES), *common, "--denoise", "0.6", "--out", str(out)])
+        if code == 0:
+            with phase("strength sheet"):
+                sheet = ["sweep", str(SAMPLES / "sample.png"), *common, "--denoise", SHEET_STRENGTHS]
+                code = _run_cli(host, [*sheet, "--out", str(out / "sheet")])
+    for path in _outputs(out):
+        print(f"img2img output: {path}")
+    for path in _outputs(out / "sheet"):
+        print(f"strength sheet (denoise 0, 0.2, 0.4, 0.6, 0.8): {path}")
+    print(f"manifests: {out / 'manifest.jsonl'}, {out / 'sheet' / 'manifest.jsonl'}")
     return code

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PACK_ROOT = Path(__file__).resolve().parents[2]
-TEST_CHECKPOINT = "img2img-test-sd15.safetensors"
+TEST_CHECKPOINT = "img2img-test-sd15.safetensors"  # random weights: every shape and code path, pictures of noise
+DEMO_CHECKPOINT = "img2img-demo-sd15.safetensors"  # the project's trained demo model: real pictures
 
 
 def log(message: str) -> None:
@@ -40,6 +41,10 @@ class Host:
     @property
     def checkpoint(self) -> Path:
         return self.comfyui / "models" / "checkpoints" / TEST_CHECKPOINT
+
+    @property
+    def demo_checkpoint(self) -> Path:
+        return self.comfyui / "models" / "checkpoints" / DEMO_CHECKPOINT
 
     @property
     def stamp(self) -> Path:

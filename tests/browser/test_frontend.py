@@ -290,3 +290,14 @@ def test_template_is_its_api_graph(page, ui_server, name):
         node_id: {"class_type": n["class_type"], "inputs": n["inputs"]} for node_id, n in loaded["prompt"].items()
     }
     assert prompt == api
+
+
+def test_plan_line_shows_where_the_sampler_stops(page, ui_server):
+    drop_file(page, EXAMPLE_PNG)
+    type_number(page, KSAMPLER, "end_at_step", 16)
+
+    assert widget_value(page, KSAMPLER, "end_at_step") == 16
+    query = urllib.parse.urlencode({name: widget_value(page, KSAMPLER, name) for name in (*PLAN_INPUTS, "end_at_step")})
+    expected = ui_server.get_json(f"/img2img/plan?{query}")["text"]
+    assert "steps 9–16 of 20" in expected and "stops with leftover noise" in expected
+    assert wait_for_widget_value(page, KSAMPLER, "img2img_plan", expected) == expected

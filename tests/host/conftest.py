@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import types
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from host_servers import host_harness
 from pack_under_test import SAMPLE, import_comfyui, load_nodes
@@ -50,6 +52,15 @@ def comfy_runtime(comfy_host):
         positive=encode(clip, "a watercolor of hills")[0],
         negative=encode(clip, "blurry")[0],
     )
+
+
+@pytest.fixture(scope="session")
+def clean(comfy_runtime) -> dict:
+    """The sample picture at 64×64, encoded by the test checkpoint's VAE: an 8×8 latent for the in-process tests."""
+    with Image.open(SAMPLE) as picture:
+        pixels = np.asarray(picture.convert("RGB").resize((64, 64), Image.LANCZOS), dtype=np.float32) / 255.0
+    with torch.inference_mode():
+        return {"samples": comfy_runtime.vae.encode(torch.from_numpy(pixels)[None])}
 
 
 @pytest.fixture

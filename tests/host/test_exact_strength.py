@@ -6,12 +6,8 @@ seed and settings, and compares the output latents.
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
-
-from pack_under_test import SAMPLE
 
 SAMPLERS = ("euler", "euler_ancestral", "heun", "dpm_2", "lms", "dpmpp_2m", "dpmpp_2m_sde", "dpmpp_sde", "ddim")
 SCHEDULERS = ("normal", "karras", "exponential", "simple", "sgm_uniform", "ddim_uniform", "beta")
@@ -28,15 +24,6 @@ def runtime(comfy_runtime):
 
 # ComfyUI's executor runs every node under inference mode; so do these calls.
 pytestmark = pytest.mark.usefixtures("inference_mode")
-
-
-@pytest.fixture(scope="module")
-def clean(runtime) -> dict:
-    """The sample picture at 64×64, encoded by the checkpoint's VAE: an 8×8 latent."""
-    with Image.open(SAMPLE) as picture:
-        pixels = np.asarray(picture.convert("RGB").resize((64, 64), Image.LANCZOS), dtype=np.float32) / 255.0
-    with torch.inference_mode():
-        return {"samples": runtime.vae.encode(torch.from_numpy(pixels)[None])}
 
 
 def pack_sample(runtime, latent, sampler, scheduler, steps, denoise, mode, model=None, seed=SEED, batch_seed="comfy"):

@@ -12,12 +12,8 @@ from __future__ import annotations
 import itertools
 import math
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
-
-from pack_under_test import SAMPLE
 
 SEED = 20261201
 CFG = 5.0
@@ -67,15 +63,6 @@ pytestmark = pytest.mark.usefixtures("inference_mode")
 @pytest.fixture(scope="module")
 def runtime(comfy_runtime):
     return comfy_runtime
-
-
-@pytest.fixture(scope="module")
-def clean(runtime) -> dict:
-    """The sample picture at 64×64, encoded by the checkpoint's VAE: an 8×8 latent."""
-    with Image.open(SAMPLE) as picture:
-        pixels = np.asarray(picture.convert("RGB").resize((64, 64), Image.LANCZOS), dtype=np.float32) / 255.0
-    with torch.inference_mode():
-        return {"samples": runtime.vae.encode(torch.from_numpy(pixels)[None])}
 
 
 def sampler_node(runtime, model, latent, sampler, denoise, mode="steps_x_denoise", **optional):
