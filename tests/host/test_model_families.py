@@ -18,6 +18,7 @@ import torch
 SEED = 20261201
 CFG = 5.0
 STEPS = 6
+TOLERANCE = 1e-4  # on latents; measured: bit-identical to core on every family
 # The pack's own loop (deterministic, multistep, SDE with Brownian noise) and one ComfyUI runs for it.
 SAMPLERS = ("euler", "dpmpp_2m", "dpmpp_2m_sde", "uni_pc")
 
@@ -84,25 +85,20 @@ def difference(a: dict, b: dict) -> float:
     return float((a["samples"] - b["samples"]).abs().max())
 
 
-def tolerance(core: dict) -> float:
-    """1e-4, or float32 rounding of the latent's size where the random UNet leaves latents in the hundreds."""
-    return max(1e-4, 2e-6 * float(core["samples"].abs().max()))
-
-
 @pytest.mark.parametrize("sampler", SAMPLERS)
 @pytest.mark.parametrize("family", FAMILIES)
 def test_steps_x_denoise_and_comfy_modes_equal_core_on_every_family(runtime, clean, family, sampler):
     model = patched(runtime, family)
-    for denoise in (0.5, 1.0):
+    for denoise in (0.25, 0.5, 1.0):
         start = STEPS - int(STEPS * denoise)
         ours, _ = sampler_node(runtime, model, clean, sampler, denoise)
         core = advanced(runtime, model, "enable", clean, sampler, start, STEPS)
-        assert difference(ours, core) <= tolerance(core), ("steps_x_denoise", denoise)
+        assert difference(ours, core) <= TOLERANCE, ("steps_x_denoise", denoise)
         ours, _ = sampler_node(runtime, model, clean, sampler, denoise, "comfy")
         (core,) = runtime.nodes.KSampler().sample(
             model, SEED, STEPS, CFG, sampler, "normal", runtime.positive, runtime.negative, clean, denoise
         )
-        assert difference(ours, core) <= tolerance(core), ("comfy", denoise)
+        assert difference(ours, core) <= TOLERANCE, ("comfy", denoise)
 
 
 def other_model(model):
@@ -123,8 +119,8 @@ def test_a_stop_and_a_second_model_equal_cores_ksampler_advanced_pair(runtime, c
     finished, _ = sampler_node(runtime, refiner, stopped, sampler, 0.8)
     core_stopped = advanced(runtime, base, "enable", clean, sampler, 2, 4, "enable")
     core_finished = advanced(runtime, refiner, "disable", core_stopped, sampler, 4, 10000)
-    assert difference(stopped, core_stopped) <= tolerance(core_stopped)
-    assert difference(finished, core_finished) <= tolerance(core_finished)
+    assert difference(stopped, core_stopped) <= TOLERANCE
+    assert difference(finished, core_finished) <= TOLERANCE
     assert "steps 3–4 of 6" in ui["text"][0] and "stops with leftover noise" in ui["text"][0]
     assert ui["img2img_plan"][0]["sigma_end"] > 0
 
@@ -178,4 +174,7 @@ def test_the_snr_mode_falls_with_strength_passes_0_and_starts_1_from_pure_noise(
     (core,) = runtime.nodes.KSampler().sample(
         model, SEED, STEPS, CFG, "euler", "normal", runtime.positive, runtime.negative, clean, 1.0
     )
-    assert difference(ours, core) <= tolerance(core)  # pure noise, N steps: exactly txt2img's start
+    # Pure noise and N steps: txt2img's start. The ladder below σ_max comes from a bisection on the model's
+    # sigma(t) (FromSigma), equal to core's to float32 rounding, so the latents (a few hundred here) agree to
+    # that rounding: 2e-6 of their size.
+    assert difference(ours, core) <= max(TOLERANCE, 2e-6 * float(core["samples"].abs().max()))
