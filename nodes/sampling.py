@@ -184,10 +184,8 @@ def schedule_for_strength(
         # Exactly the start, not the scheduler's float round trip of it; below it, strictly descending.
         below = sigmas[1:][sigmas[1:] < sigma_start]
         sigmas = torch.cat([torch.tensor([sigma_start], dtype=sigmas.dtype), below])
-    first_step = plan.ladder_steps - max(len(sigmas) - 1, 0)
-    if len(sigmas) == 0:
-        return PartialSchedule(plan, sigmas, first_step)
-    return PartialSchedule(plan, sigmas, first_step, snr_at(sampling, float(sigmas[0])))
+    snr_start = snr_at(sampling, float(sigmas[0])) if len(sigmas) else None
+    return PartialSchedule(plan, sigmas, plan.ladder_steps - max(len(sigmas) - 1, 0), snr_start)
 
 
 def is_max_denoise(model, sigma_start: float) -> bool:

@@ -1,7 +1,7 @@
 """Measure the demo img2img model through ComfyUI's own loading and sampling path, on held-out photos.
 
     python scripts/measure_demo_model.py --comfyui .host/ComfyUI [--checkpoint PATH | --weights PATH]
-        [--protocol whole [crop256]] [--out figures.json] [--look-dir /tmp/demo_model_look] [--samples-dir DIR]
+        [--protocol whole [crop256]] [--out figures.json] [--look-dir /tmp/demo_model_look]
 
 Protocol (the figures issue 14 asks for):
 - Pictures: the held-out photos (never trained on: train_demo_model.HELD_OUT), made 128x128 in one of two
@@ -12,7 +12,8 @@ Protocol (the figures issue 14 asks for):
   ``crop256``: the photo's short side resized to 256 px (Lanczos), then its 128x128 centre crop: half
   resolution, so a less detailed picture of the middle of the photo.
   For comparison the VAE round trip is also reported on a 128x128 centre crop at native resolution (no
-  resize), and at 256x256 (the demo's sample inputs, made the same way as the 128 px pictures).
+  resize), and at 256x256 (made the same way as the 128 px pictures). The pack's sample photo,
+  example_workflows/input/sample.png, is the ``whole`` picture of ``chelsea`` (a unit test holds them equal).
 - The checkpoint is assembled (make_demo_checkpoint) unless --checkpoint is given, and loaded with
   comfy.sd.load_checkpoint_guess_config, as core CheckpointLoaderSimple does, on the CPU.
 - VAE round trip: ComfyUI's VAE.encode then VAE.decode; PSNR over all pixels and channels in [0, 1].
@@ -32,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import importlib.util
 import itertools
 import json
 import math
@@ -42,6 +42,9 @@ import time
 from pathlib import Path
 
 import torch
+import train_demo_model  # scripts/, this script's folder, is first on its path
+from make_demo_checkpoint import make_demo_checkpoint
+from train_demo_model import psnr
 
 SCRIPTS_DIR = Path(__file__).resolve().parent
 STRENGTHS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -54,16 +57,6 @@ PROTOCOLS = {
     "whole": "the whole held-out photo: short side to 128 px (Lanczos), centre crop 128x128",
     "crop256": "the held-out photo's short side to 256 px (Lanczos), then its 128x128 centre crop (half resolution)",
 }
-
-
-def import_script(name: str):
-    """Import a sibling script (scripts/ is not a package)."""
-    spec = importlib.util.spec_from_file_location(name, SCRIPTS_DIR / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    # Registered before running it: dataclasses look their module up in sys.modules.
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def photo_square(name: str, size: int, resize: bool = True):
@@ -96,11 +89,6 @@ def protocol_picture(name: str, protocol: str):
     raise ValueError(f"unknown protocol {protocol!r}; known: {', '.join(PROTOCOLS)}")
 
 
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    mse = (a.float().clamp(0, 1) - b.float()).pow(2).mean().item()
-    return 10 * math.log10(1.0 / max(mse, 1e-12))
-
-
 def tv_per_pixel(image: torch.Tensor) -> float:
     """Mean absolute difference between horizontally and vertically neighbouring pixels (IMAGE [B, H, W, C])."""
     dy = (image[:, 1:] - image[:, :-1]).abs().mean()
@@ -128,7 +116,6 @@ def measure(comfyui_dir: Path, checkpoint: Path, look_dir: Path | None, protocol
 
     comfy.utils.PROGRESS_BAR_ENABLED = False
 
-    train_demo_model = import_script("train_demo_model")
     model, clip, vae, _ = comfy.sd.load_checkpoint_guess_config(str(checkpoint), output_vae=True, output_clip=True)
     config_class = type(model.model.model_config).__name__
     model_type = model.model.model_type.name
@@ -172,12 +159,12 @@ def measure(comfyui_dir: Path, checkpoint: Path, look_dir: Path | None, protocol
         native = photo_square(name, 128, resize=False)
         latent = vae.encode(picture)
         round_trip = vae.decode(latent)
+        large = photo_square(name, 256)
         row = {
             "protocol": protocol,
             "vae_psnr": psnr(round_trip, picture),
             "vae_psnr_native_crop": psnr(vae.decode(vae.encode(native)), native),
-            # The demo's sample inputs are these photos at 256x256 (write_samples).
-            "vae_psnr_256": psnr(vae.decode(vae.encode(photo_square(name, 256))), photo_square(name, 256)),
+            "vae_psnr_256": psnr(vae.decode(vae.encode(large)), large),
             "latent_std_after_0.18215": (latent * 0.18215).std().item(),
             "img2img_psnr": {},
         }
@@ -229,21 +216,6 @@ def measure(comfyui_dir: Path, checkpoint: Path, look_dir: Path | None, protocol
     return results
 
 
-def write_samples(samples_dir: Path, size: int = 256) -> list[Path]:
-    """Demo input photos from the held-out pictures: short side to ``size`` (Lanczos), centre crop."""
-    from PIL import Image
-
-    train_demo_model = import_script("train_demo_model")
-    samples_dir.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for name in train_demo_model.HELD_OUT:
-        picture = photo_square(name, size)[0].mul(255).round().byte().numpy()
-        path = samples_dir / f"{name}.png"
-        Image.fromarray(picture).save(path)
-        paths.append(path)
-    return paths
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--comfyui", type=Path, required=True, help="ComfyUI source tree")
@@ -254,7 +226,6 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, help="write the figures as JSON here")
     parser.add_argument("--look-dir", type=Path, default=Path("/tmp/demo_model_look"), help="PNG strips")
-    parser.add_argument("--samples-dir", type=Path, help="also write 256x256 demo input photos here")
     args = parser.parse_args()
     comfyui_dir = args.comfyui.resolve()
     sys.path.insert(0, str(comfyui_dir))
@@ -274,14 +245,12 @@ def main() -> None:
         checkpoint = args.checkpoint
         if checkpoint is None:
             checkpoint = Path(tmp) / "img2img-demo-sd15.safetensors"
-            import_script("make_demo_checkpoint").make_demo_checkpoint(comfyui_dir, args.weights, checkpoint)
+            make_demo_checkpoint(comfyui_dir, args.weights, checkpoint)
         for protocol in dict.fromkeys(args.protocol):
             figures["protocols"][protocol] = measure(comfyui_dir, checkpoint, args.look_dir, protocol)
             print(json.dumps(figures["protocols"][protocol]["mean"], indent=1), flush=True)
     if args.out:
         args.out.write_text(json.dumps(figures, indent=2) + "\n")
-    if args.samples_dir:
-        print("samples:", ", ".join(str(p) for p in write_samples(args.samples_dir)))
 
 
 if __name__ == "__main__":

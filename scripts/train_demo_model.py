@@ -246,7 +246,9 @@ def image_gradients(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def held_out_eval_pictures(photos: dict[str, torch.Tensor], size: int = 128) -> torch.Tensor:
-    """The held-out photos as the measurement uses them: short side to ``size`` (antialiased), centre crop."""
+    """The held-out photos for the training log's VAE figure: short side to ``size`` (bicubic, antialiased), centre
+    crop. Close to measure_demo_model's ``whole`` pictures (Pillow's Lanczos), not the same: the figures are that
+    script's."""
     pictures = []
     for image in photos.values():
         _, height, width = image.shape

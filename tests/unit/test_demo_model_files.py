@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 
+import numpy as np
 import pytest
 import torch
 from safetensors import safe_open
@@ -43,3 +44,13 @@ def test_the_unet_is_read_as_sd15_and_ignores_the_text(weights):
     assert keys and all(weights[key].shape[1] == 768 for key in keys)
     outputs = [key for key in weights if ".attn2.to_out.0." in key]
     assert outputs and all(float(weights[key].abs().max()) == 0.0 for key in outputs)
+
+
+def test_the_sample_photo_is_a_held_out_picture_the_figures_are_measured_on():
+    import measure_demo_model  # scripts/ is on the tests' path
+    from PIL import Image
+
+    assert "chelsea" in RECORD["settings"]["held_out"]
+    with Image.open(PACK_ROOT / "example_workflows" / "input" / "sample.png") as sample:
+        committed = torch.from_numpy(np.array(sample.convert("RGB"))).float() / 255
+    assert torch.equal((measure_demo_model.photo_square("chelsea", 128)[0] * 255).round() / 255, committed)
