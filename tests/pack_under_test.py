@@ -7,6 +7,7 @@ import structure ComfyUI sees, under a name that cannot shadow ComfyUI's own ``n
 
 from __future__ import annotations
 
+import importlib.machinery
 import importlib.util
 import sys
 from pathlib import Path
@@ -26,16 +27,20 @@ GRAPH_NODE_IDS = frozenset(
     }
 )
 
-# Also run by the clean-interpreter test in a fresh python.
-REGISTER_PACK = f"""
-import importlib.machinery, importlib.util, sys
-_spec = importlib.machinery.ModuleSpec("comfyui_img2img", None, is_package=True)
-_pack = importlib.util.module_from_spec(_spec)
-_pack.__path__ = [{str(PACK_ROOT)!r}]
-sys.modules.setdefault("comfyui_img2img", _pack)
-"""
 
-exec(REGISTER_PACK)
+def register_pack() -> ModuleType:
+    """The pack folder as the bare package ``comfyui_img2img`` (its ``__init__`` not run); idempotent.
+
+    A fresh interpreter gets the same by importing this module (the clean-interpreter test does)."""
+    if "comfyui_img2img" not in sys.modules:
+        spec = importlib.machinery.ModuleSpec("comfyui_img2img", None, is_package=True)
+        pack = importlib.util.module_from_spec(spec)
+        pack.__path__ = [str(PACK_ROOT)]
+        sys.modules["comfyui_img2img"] = pack
+    return sys.modules["comfyui_img2img"]
+
+
+register_pack()
 
 
 def import_comfyui(comfyui: Path) -> None:
