@@ -54,10 +54,10 @@ def load_template() -> dict:
     if root is not None:
         for relative in CHECKOUT_TEMPLATES:
             if (root / relative).is_file():
-                return json.loads((root / relative).read_text())
+                return json.loads((root / relative).read_text(encoding="utf-8"))
     packaged = resources.files("img2img_cli") / "workflows" / "img2img.json"
     if packaged.is_file():
-        return json.loads(packaged.read_text())
+        return json.loads(packaged.read_text(encoding="utf-8"))
     raise GraphError(f"no img2img API graph: looked for {', '.join(CHECKOUT_TEMPLATES)} and the packaged copy")
 
 

@@ -55,7 +55,7 @@ def local_server(root: Path, models_dir: Path | None) -> Iterator[tuple[str, str
             config = Path(workdir) / "extra_model_paths.yaml"
             # JSON is YAML. Checkpoints may lie in DIR itself or in a ComfyUI-style DIR/checkpoints/.
             paths = {"img2img_cli": {"base_path": str(models_dir.resolve()), "checkpoints": ".\ncheckpoints"}}
-            config.write_text(json.dumps(paths))
+            config.write_text(json.dumps(paths), encoding="utf-8")
             extra_args = ["--extra-model-paths-config", str(config)]
         server = harness.Server(host, Path(workdir), extra_args=extra_args)
         try:  # stopped also after Ctrl-C during start-up: its own session does not get the SIGINT

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -274,7 +275,16 @@ def run_batch(
     return min(failed, EXIT_CAP)
 
 
+def keep_going_on_any_console() -> None:
+    """A console or pipe in a legacy code page (Windows' cp1252 when redirected, a C locale) cannot show every
+    character of a file name or a server's message: those print as escapes instead of ending the run."""
+    for stream in (sys.stdout, sys.stderr):
+        if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    keep_going_on_any_console()
     options = build_parser().parse_args(argv)
     try:
         return run(options)

@@ -33,6 +33,10 @@ def resume_key(sha256: str, seed: int, parameters: Mapping[str, object]) -> str:
 
 
 def _fsync_folder(folder: Path) -> None:
+    """Makes a new name in ``folder`` durable. Windows cannot open a folder as a file, and NTFS records
+    names in its journal: there it is left out."""
+    if os.name == "nt":
+        return
     descriptor = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(descriptor)
@@ -45,8 +49,9 @@ def write_output(folder: Path, stem: str, suffix: str, data: bytes) -> Path:
 
     The bytes go to a hidden temporary file first and get their name by a hard link, which fails instead
     of replacing a file that appeared meanwhile (another run into the same folder), so a name never
-    shows a partial picture. Img2ImgSaveImage's writer (nodes/save_image.py) keeps the same rule in the
-    pack, which ComfyUI loads without this package.
+    shows a partial picture. Where the file system has no hard links (FAT, exFAT, some network shares),
+    the name is reserved by an exclusive create and the finished file moved onto it. Img2ImgSaveImage's
+    writer (nodes/save_image.py) keeps the same rule in the pack, which ComfyUI loads without this package.
     """
     partial = folder / f".{stem}.{uuid.uuid4().hex[:8]}.partial"
     with open(partial, "xb") as file:
@@ -57,14 +62,33 @@ def write_output(folder: Path, stem: str, suffix: str, data: bytes) -> Path:
         for number in range(MAX_NAME_TRIES):
             target = folder / (f"{stem}{suffix}" if number == 0 else f"{stem}_{number}{suffix}")
             try:
-                os.link(partial, target)
+                _place(partial, target)
             except FileExistsError:
                 continue
             _fsync_folder(folder)
             return target
         raise FileExistsError(f"{folder / stem}{suffix} and {MAX_NAME_TRIES - 1} numbered names are all taken")
     finally:
-        partial.unlink()
+        partial.unlink(missing_ok=True)  # gone when the fallback moved it
+
+
+def _place(partial: Path, target: Path) -> None:
+    """Gives the finished file ``partial`` the name ``target``, which must not exist yet (FileExistsError)."""
+    try:
+        os.link(partial, target)
+    except FileExistsError:
+        raise
+    except OSError:
+        # No hard links here: reserve the name exclusively, then move the finished file onto it; a crash in
+        # between leaves an empty file under the name, never a cut-short picture.
+        os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL))
+        os.replace(partial, target)
+
+
+def _byte_at(descriptor: int, offset: int) -> bytes:
+    """One byte of an open file (os.pread is not on Windows; appends go to the end wherever this seeks)."""
+    os.lseek(descriptor, offset, os.SEEK_SET)
+    return os.read(descriptor, 1)
 
 
 class Manifest:
@@ -90,10 +114,12 @@ class Manifest:
     def append(self, record: Mapping[str, object]) -> None:
         data = (json.dumps(record, ensure_ascii=False) + "\n").encode()
         with self._lock:
-            descriptor = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+            # O_BINARY (Windows only): no newline translation of the bytes written.
+            flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_BINARY", 0)
+            descriptor = os.open(self.path, flags, 0o644)
             try:
                 size = os.fstat(descriptor).st_size
-                if size and os.pread(descriptor, 1, size - 1) != b"\n":
+                if size and _byte_at(descriptor, size - 1) != b"\n":
                     data = b"\n" + data  # a torn last line stays on its own and is ignored on reading
                 while data:
                     data = data[os.write(descriptor, data) :]

@@ -189,7 +189,8 @@ def main() -> None:
                     }
                 )
                 workflow = json.loads(laid_out["workflow"])
-                (EXAMPLES / f"{name}.json").write_text(json.dumps(workflow, indent=1, ensure_ascii=False) + "\n")
+                text = json.dumps(workflow, indent=1, ensure_ascii=False) + "\n"
+                (EXAMPLES / f"{name}.json").write_text(text, encoding="utf-8")
                 thumbnail(shot, EXAMPLES / f"{name}.jpg")
 
                 prompt = json.loads(json.dumps(graph))

@@ -100,7 +100,7 @@ def build_state_dict(comfyui_dir: Path, shape: str = "tiny") -> tuple[dict[str, 
 
     # disable_weight_init skips PyTorch's default init: every value is replaced below.
     ops = comfy.ops.disable_weight_init
-    with open(comfyui_dir / "comfy" / "sd1_clip_config.json") as f:
+    with open(comfyui_dir / "comfy" / "sd1_clip_config.json", encoding="utf-8") as f:
         clip_config = json.load(f)
 
     if shape == "sd15":

@@ -250,7 +250,7 @@ def main() -> None:
             figures["protocols"][protocol] = measure(comfyui_dir, checkpoint, args.look_dir, protocol)
             print(json.dumps(figures["protocols"][protocol]["mean"], indent=1), flush=True)
     if args.out:
-        args.out.write_text(json.dumps(figures, indent=2) + "\n")
+        args.out.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

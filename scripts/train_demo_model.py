@@ -406,7 +406,7 @@ def train(comfyui_dir: Path, out_dir: Path, s: Settings, resume: Path | None = N
         record = {"resumed_from": {"file": resume.name, "sha256": hashlib.sha256(resume.read_bytes()).hexdigest()}}
         previous = resume.with_name(INFO_NAME)
         if previous.exists():
-            record["resumed_from"]["record"] = json.loads(previous.read_text())
+            record["resumed_from"]["record"] = json.loads(previous.read_text(encoding="utf-8"))
 
     raw_bank = make_latent_bank(vae, sampler, s)
     mean, std = raw_bank.mean().item(), raw_bank.std().item()

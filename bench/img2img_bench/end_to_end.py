@@ -76,7 +76,7 @@ def end_to_end(host: host_harness.Host, models_dir: Path, specs: list[ModelSpec]
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
     paths = workdir / "extra_model_paths.yaml"
-    paths.write_text(f"img2img_bench:\n  checkpoints: {models_dir}\n")
+    paths.write_text(f"img2img_bench:\n  checkpoints: {models_dir}\n", encoding="utf-8")
     server = host_harness.Server(
         host, workdir, extra_args=("--extra-model-paths-config", str(paths)), cpu=not torch.cuda.is_available()
     )

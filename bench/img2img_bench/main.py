@@ -68,9 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     results["seconds"] = time.monotonic() - started
     name = ("quick" if options.quick else "full") + ("" if parts == PARTS else "-" + "-".join(parts))
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{name}.json").write_text(json.dumps(results, indent=1))
+    (out / f"{name}.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
     text = report(results) + f"\nBench time: {results['seconds'] / 60:.1f} min.\n"
-    (out / f"{name}.md").write_text(text)
+    (out / f"{name}.md").write_text(text, encoding="utf-8")
     print(text)
     log(f"wrote {out / (name + '.json')} and {out / (name + '.md')}")
     return 0

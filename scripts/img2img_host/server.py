@@ -110,7 +110,7 @@ class Server:
         self.stop()
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return self.log_path.read_text(encoding="utf-8", errors="replace") if self.log_path.exists() else ""
 
     def get_json(self, path: str) -> object:
         with urllib.request.urlopen(self.url + path, timeout=30) as response:

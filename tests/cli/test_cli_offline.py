@@ -10,6 +10,7 @@ import sys
 import zipfile
 
 import pytest
+from img2img_cli import graph as cli_graph
 from img2img_cli import main as cli_main
 from img2img_cli.client import describe_execution_error, describe_refusal
 from img2img_cli.graph import CHECKOUT_TEMPLATES, Parameters, build_graph, load_template
@@ -41,7 +42,7 @@ def node_of(graph: dict, class_type: str) -> tuple[str, dict]:
 
 def test_the_template_is_the_checkouts_example_graph():
     path = next(PACK_ROOT / name for name in CHECKOUT_TEMPLATES if (PACK_ROOT / name).is_file())
-    assert load_template() == json.loads(path.read_text())
+    assert load_template() == json.loads(path.read_text(encoding="utf-8"))
 
 
 def test_the_graph_is_the_plain_chain_with_every_input_set():
@@ -143,10 +144,10 @@ def test_a_torn_manifest_line_is_skipped_and_the_next_line_starts_clean(tmp_path
     manifest = Manifest(tmp_path)
     record = {"sha256": "ab", "seed": 1, "parameters": {"steps": 2}}
     manifest.append(record)
-    with open(manifest.path, "a") as file:
+    with open(manifest.path, "a", encoding="utf-8") as file:
         file.write('{"sha256": "cd", "se')  # what a power cut in the middle of an append could leave
     manifest.append({**record, "seed": 2})
-    lines = manifest.path.read_text().splitlines()
+    lines = manifest.path.read_text(encoding="utf-8").splitlines()
     assert len(lines) == 3 and json.loads(lines[2])["seed"] == 2
     assert manifest.done_keys() == {resume_key("ab", 1, {"steps": 2}), resume_key("ab", 2, {"steps": 2})}
     assert "ignoring unreadable line 2" in capsys.readouterr().err
@@ -267,3 +268,47 @@ def test_a_fresh_process_loads_the_checkouts_host_harness_by_its_path(cli_env):
     run = subprocess.run([sys.executable, "-c", script], env=cli_env, capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr
     assert run.stdout.split() == ["img2img_host.server", load_harness(PACK_ROOT).TEST_CHECKPOINT]
+
+
+# Text the platform's default encoding may not hold: Windows' cp1252 has neither the cat nor the sigma.
+NON_ASCII = "Kätzchen im Schnee, 猫, σ → café"
+
+
+def test_a_graph_and_a_manifest_with_non_ascii_text_are_read_as_utf8(tmp_path, monkeypatch):
+    """Files are UTF-8 whatever the platform's default (tests/cli/test_cli_encoding.py runs this file under a
+    non-UTF-8 default): the API graph of a checkout, and the manifest's records."""
+    template = json.loads((PACK_ROOT / CHECKOUT_TEMPLATES[0]).read_text(encoding="utf-8"))
+    prompts = [node for node in template.values() if node["class_type"] == "CLIPTextEncode"]
+    assert prompts
+    for node in prompts:
+        node["inputs"]["text"] = NON_ASCII
+    checkout = tmp_path / "checkout"
+    (checkout / CHECKOUT_TEMPLATES[0]).parent.mkdir(parents=True)
+    (checkout / CHECKOUT_TEMPLATES[0]).write_bytes(json.dumps(template, ensure_ascii=False).encode("utf-8"))
+    (checkout / "scripts").mkdir()
+    (checkout / "scripts" / "host.py").write_bytes(b"")
+    monkeypatch.setattr(cli_graph, "CHECKOUT", checkout)  # the checkout the command runs from
+    assert load_template() == template
+
+    parameters = dataclasses.replace(PARAMETERS, prompt=NON_ASCII).as_dict()
+    manifest = Manifest(tmp_path)
+    manifest.append({"sha256": "ab", "seed": 1, "parameters": parameters, "output": f"{NON_ASCII}.png"})
+    assert manifest.done_keys() == {resume_key("ab", 1, parameters)}
+    assert json.loads(manifest.path.read_bytes().decode("utf-8"))["output"] == f"{NON_ASCII}.png"
+
+
+def test_outputs_without_hard_links_still_never_overwrite(tmp_path, monkeypatch):
+    """A file system without hard links (FAT, exFAT, some network shares) refuses os.link with an OSError. The
+    test's own file system has them, so os.link is made to answer as Windows does on FAT."""
+
+    def no_hard_links(source, target, **kwargs):
+        raise OSError(1, "Incorrect function")  # Windows' answer on FAT
+
+    monkeypatch.setattr("os.link", no_hard_links)
+    (tmp_path / "cat.png").write_bytes(b"mine")
+    first = write_output(tmp_path, "cat", ".png", b"one")
+    second = write_output(tmp_path, "cat", ".png", b"two")
+    assert (first.name, second.name) == ("cat_1.png", "cat_2.png")
+    names = ["cat.png", "cat_1.png", "cat_2.png"]
+    assert [(tmp_path / name).read_bytes() for name in names] == [b"mine", b"one", b"two"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == names
