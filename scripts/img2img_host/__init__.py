@@ -12,7 +12,7 @@ import. Standard library only, so the system ``python3`` can run it before any e
     command.py    ``build | demo | test | bench | serve``
 """
 
-from .build import COMFYUI_VERSION, COMFYUI_WHEEL, HOST_PINS, build
+from .build import COMFY_CLI_PIN, COMFYUI_VERSION, COMFYUI_WHEEL, HOST_PINS, MANAGER_PIN, NEWER_FRONTEND, build
 from .chromium import CHROMIUM, CHROMIUM_ARGS, ensure_chromium
 from .demo import demo_graph, run_demo
 from .layout import DEMO_CHECKPOINT, PACK_ROOT, TEST_CHECKPOINT, Host, default_host, log, phase
@@ -23,8 +23,11 @@ __all__ = [
     "CHROMIUM_ARGS",
     "COMFYUI_VERSION",
     "COMFYUI_WHEEL",
+    "COMFY_CLI_PIN",
     "DEMO_CHECKPOINT",
     "HOST_PINS",
+    "MANAGER_PIN",
+    "NEWER_FRONTEND",
     "PACK_ROOT",
     "TEST_CHECKPOINT",
     "Host",

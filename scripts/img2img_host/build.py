@@ -35,6 +35,14 @@ HOST_PINS = (
     # ComfyUI 0.3.75 was written against transformers 4.x; 5.x changed tokenizer loading.
     "transformers>=4.50.3,<5",
 )
+# The newest frontend on PyPI that the browser tests run on besides ComfyUI's own pin: installed apart, in
+# the host's frontends/ folder, and served with --front-end-root (users update the frontend on its own).
+NEWER_FRONTEND = "comfyui-frontend-package==1.58.1"
+# How users install the pack, run by the install tests: ComfyUI-Manager's cm-cli in the host's environment
+# (it installs into the Python that runs ComfyUI; the constraints file keeps torch), and comfy-cli, the
+# registry's `comfy node validate | pack`, in an environment of its own (it needs nothing of ComfyUI's).
+MANAGER_PIN = "comfyui-manager==4.3"
+COMFY_CLI_PIN = "comfy-cli==1.23.0"
 # Not installed: ComfyUI runs without them. torchaudio has no build matching torch 2.14.1 here,
 # so core's two audio nodes report IMPORT FAILED in the log; the pack does not use them.
 SKIPPED_REQUIREMENTS = ("torch", "torchvision", "torchaudio")
@@ -51,7 +59,8 @@ def _sha256(*paths) -> list[str]:
 
 def test_requirements() -> list[str]:
     """The test tools, and the `img2img` command's dependencies: the suite runs the command too."""
-    extras = tomllib.loads((PACK_ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    pyproject = tomllib.loads((PACK_ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    extras = pyproject["project"]["optional-dependencies"]
     return [*extras["test"], *extras["cli"]]
 
 
@@ -61,6 +70,8 @@ def build_key() -> dict[str, object]:
         "comfyui": COMFYUI_WHEEL,
         "pins": list(HOST_PINS),
         "test": test_requirements(),
+        "frontends": [NEWER_FRONTEND],
+        "install_tools": [MANAGER_PIN, COMFY_CLI_PIN],
         "checkpoint": [TEST_CHECKPOINT_SEED, *_sha256(TEST_CHECKPOINT_GENERATOR)],
         "demo_checkpoint": _sha256(DEMO_WEIGHTS, DEMO_CHECKPOINT_GENERATOR, TEST_CHECKPOINT_GENERATOR),
         "python": sys.version.split()[0],
@@ -69,7 +80,7 @@ def build_key() -> dict[str, object]:
 
 def pip(host: Host, *args: str) -> None:
     constraints = host.root / "constraints.txt"
-    constraints.write_text("\n".join(HOST_PINS[:2]) + "\n")
+    constraints.write_text("\n".join(HOST_PINS[:2]) + "\n", encoding="utf-8")
     subprocess.run(
         [str(host.python), "-m", "pip", "install", "--disable-pip-version-check", "-q", "-c", str(constraints), *args],
         check=True,
@@ -100,12 +111,31 @@ def extract_comfyui(host: Host) -> None:
 
 def install_requirements(host: Host) -> None:
     requirements = []
-    for line in (host.comfyui / "requirements.txt").read_text().splitlines():
+    for line in (host.comfyui / "requirements.txt").read_text(encoding="utf-8").splitlines():
         name = line.split("#")[0].strip()
         if name and name.split("=")[0].split(">")[0].split("<")[0].strip() not in SKIPPED_REQUIREMENTS:
             requirements.append(name)
     # requests is imported by app/frontend_management.py but missing from ComfyUI's list.
     pip(host, *HOST_PINS, *requirements, "requests", *test_requirements())
+
+
+def install_frontends(host: Host) -> None:
+    """NEWER_FRONTEND's package in its own folder, beside the host's environment, not in it."""
+    target = host.frontend_root(NEWER_FRONTEND.split("==")[1]).parents[1]
+    shutil.rmtree(host.root / "frontends", ignore_errors=True)
+    install = [str(host.python), "-m", "pip", "install", "--disable-pip-version-check", "-q", "--no-deps"]
+    subprocess.run([*install, "--target", str(target), NEWER_FRONTEND], check=True)
+
+
+def install_tools(host: Host) -> None:
+    """cm-cli into the host's environment (torch held by the constraints, ComfyUI's pins listed again so that
+    nothing of theirs moves), comfy-cli into a virtual environment of its own."""
+    pip(host, MANAGER_PIN, *HOST_PINS)
+    subprocess.run([sys.executable, "-m", "venv", "--clear", str(host.registry_venv)], check=True)
+    registry_python = str(host.registry_venv / "bin" / "python")
+    subprocess.run(
+        [registry_python, "-m", "pip", "install", "--disable-pip-version-check", "-q", COMFY_CLI_PIN], check=True
+    )
 
 
 def link_pack(host: Host) -> None:
@@ -136,10 +166,11 @@ def build(host: Host | None = None, force: bool = False) -> Host:
     """Make or bring up to date the host: only the parts whose inputs changed are redone."""
     host = host or default_host()
     key = build_key()
-    built = {} if force or not host.stamp.exists() else json.loads(host.stamp.read_text())
+    built = {} if force or not host.stamp.exists() else json.loads(host.stamp.read_text(encoding="utf-8"))
     host.root.mkdir(parents=True, exist_ok=True)
     host.stamp.unlink(missing_ok=True)
-    if any(built.get(part) != key[part] for part in ("comfyui", "pins", "python")):
+    fresh = any(built.get(part) != key[part] for part in ("comfyui", "pins", "python"))
+    if fresh:
         with phase("virtual environment"):
             subprocess.run([sys.executable, "-m", "venv", "--clear", str(host.root / "venv")], check=True)
         with phase(f"ComfyUI {COMFYUI_VERSION} from {COMFYUI_WHEEL}"):
@@ -149,7 +180,13 @@ def build(host: Host | None = None, force: bool = False) -> Host:
     elif built.get("test") != key["test"]:
         with phase("test tools"):
             pip(host, *test_requirements())
+    if fresh or built.get("frontends") != key["frontends"]:
+        with phase(f"{NEWER_FRONTEND} for the browser tests"):
+            install_frontends(host)
+    if fresh or built.get("install_tools") != key["install_tools"]:
+        with phase(f"{MANAGER_PIN} and {COMFY_CLI_PIN} for the install tests"):
+            install_tools(host)
     link_pack(host)  # also when up to date: the clone may have moved since the host was built
     make_checkpoints(host, built, key)
-    host.stamp.write_text(json.dumps(key, indent=1))
+    host.stamp.write_text(json.dumps(key, indent=1), encoding="utf-8")
     return host

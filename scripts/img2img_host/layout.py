@@ -46,6 +46,16 @@ class Host:
     def demo_checkpoint(self) -> Path:
         return self.comfyui / "models" / "checkpoints" / DEMO_CHECKPOINT
 
+    def frontend_root(self, version: str) -> Path:
+        """The static/ folder of comfyui-frontend-package ``version`` (the build's NEWER_FRONTEND), for
+        ComfyUI's --front-end-root."""
+        return self.root / "frontends" / version / "comfyui_frontend_package" / "static"
+
+    @property
+    def registry_venv(self) -> Path:
+        """comfy-cli's virtual environment (the registry's `comfy node` commands)."""
+        return self.root / "registry-venv"
+
     @property
     def stamp(self) -> Path:
         return self.root / "build.json"

@@ -7,8 +7,10 @@ from PIL import Image
 
 from pack_under_test import PACK_ROOT
 
-PYPROJECT = tomllib.loads((PACK_ROOT / "pyproject.toml").read_text())
+PYPROJECT = tomllib.loads((PACK_ROOT / "pyproject.toml").read_text(encoding="utf-8"))
 RUNTIME = {"torch", "safetensors", "numpy", "pillow"}
+# Registry metadata, not something to install beside ComfyUI: the frontend versions the plan line is tested on.
+FRONTEND = "comfyui-frontend-package"
 
 
 def requirement_names(lines: list[str]) -> set[str]:
@@ -22,7 +24,17 @@ def test_project_fields_the_registry_requires():
     assert len(project["description"]) > 20
     assert (PACK_ROOT / project["license"]["file"]).is_file()
     assert project["urls"]["Repository"].startswith("https://")
-    assert requirement_names(project["dependencies"]) == RUNTIME
+    assert project["urls"]["Issues"] == project["urls"]["Repository"] + "/issues"
+    assert requirement_names(project["dependencies"]) == RUNTIME | {FRONTEND}
+    assert f"{FRONTEND}>=1.32.9" in project["dependencies"]
+
+
+def test_classifiers_are_those_the_registry_reads():
+    """comfy-cli keeps operating systems and GPUs only from these spellings; any other drops the whole list."""
+    systems = {"POSIX :: Linux", "Microsoft :: Windows", "MacOS"}
+    gpus = {"GPU :: NVIDIA CUDA", "GPU :: AMD ROCm", "GPU :: Intel Arc", "GPU :: Apple Metal"}
+    expected = {f"Operating System :: {name}" for name in systems} | {f"Environment :: {name}" for name in gpus}
+    assert set(PYPROJECT["project"]["classifiers"]) == expected
 
 
 def test_tool_comfy_section_is_complete():
@@ -30,8 +42,9 @@ def test_tool_comfy_section_is_complete():
     assert re.fullmatch(r"[a-z0-9][a-z0-9-]*", comfy["PublisherId"])
     assert comfy["DisplayName"]
     assert comfy["Icon"].startswith("https://") and comfy["Icon"].endswith("/icon.png")
-    for folder in comfy["includes"]:
-        assert (PACK_ROOT / folder).is_dir(), folder
+    assert comfy["requires-comfyui"] == ">=0.3.75"
+    # `includes` would add whole folders from the disk (__pycache__ too) to what git tracks.
+    assert "includes" not in comfy
 
 
 def test_the_icon_is_a_square_png():
@@ -40,14 +53,17 @@ def test_the_icon_is_a_square_png():
 
 
 def test_requirements_txt_matches_pyproject():
-    lines = [line for line in (PACK_ROOT / "requirements.txt").read_text().splitlines() if not line.startswith("#")]
-    assert requirement_names(lines) == requirement_names(PYPROJECT["project"]["dependencies"])
+    """ComfyUI-Manager pip-installs each line (not the frontend: that stays ComfyUI's); it reads the file with the
+    platform's default encoding, so the file is ASCII."""
+    text = (PACK_ROOT / "requirements.txt").read_bytes().decode("ascii")
+    lines = [line for line in text.splitlines() if not line.startswith("#")]
+    assert requirement_names(lines) == requirement_names(PYPROJECT["project"]["dependencies"]) - {FRONTEND}
 
 
 def test_no_install_script_and_nothing_networked_or_path_changing_in_the_pack():
     assert not (PACK_ROOT / "install.py").exists()
     sources = [PACK_ROOT / "__init__.py", *(PACK_ROOT / "nodes").rglob("*.py")]
     for source in sources:
-        text = source.read_text()
+        text = source.read_text(encoding="utf-8")
         for forbidden in ("sys.path", "urllib", "requests", "subprocess", "pip install", "huggingface"):
             assert forbidden not in text, f"{source.relative_to(PACK_ROOT)} mentions {forbidden}"
