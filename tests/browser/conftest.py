@@ -22,9 +22,24 @@ EXAMPLES = PACK_ROOT / "example_workflows"
 SETTINGS = {"Comfy.TutorialCompleted": True}
 
 
+# The frontend ComfyUI 0.3.75 pins (installed with it), and the newest one the build installs apart and the
+# server gets with --front-end-root: users update the frontend on its own. Every browser test runs on both.
+FRONTENDS = ("1.32.9", host_harness.NEWER_FRONTEND.split("==")[1])
+
+
+@pytest.fixture(scope="session", params=FRONTENDS, ids=[f"frontend-{version}" for version in FRONTENDS])
+def frontend(request, comfy_host) -> str:
+    return request.param
+
+
 @pytest.fixture(scope="session")
-def ui_server(start_server):
-    server = start_server()
+def ui_server(start_server, comfy_host, frontend):
+    """A server per frontend; the tests of one frontend all run before those of the next."""
+    pinned = f"comfyui-frontend-package=={frontend}" in host_harness.HOST_PINS
+    root = comfy_host.frontend_root(frontend)
+    if not pinned and not root.is_dir():
+        pytest.fail(f"no frontend {frontend} at {root}: run `python3 scripts/host.py build`")
+    server = start_server(*([] if pinned else ["--front-end-root", str(root)]))
     for image in (EXAMPLES / "input").glob("*.png"):
         shutil.copy(image, server.input_dir / image.name)
     for setting, value in SETTINGS.items():
@@ -46,7 +61,7 @@ def browser():
 
 
 @pytest.fixture(scope="session")
-def open_app(browser, ui_server):
+def open_app(browser, ui_server, frontend):
     """Opens the app in a fresh context (its own local storage), ready: its start-up workflow loaded."""
     contexts = []
 
@@ -58,6 +73,8 @@ def open_app(browser, ui_server):
         page = context.new_page()
         page.goto(ui_server.url)
         page.wait_for_function("window.app?.graph?.nodes.length > 0 && !!window.app.canvas", timeout=120_000)
+        served = page.evaluate("window.__COMFYUI_FRONTEND_VERSION__")
+        assert served == frontend, f"the page runs frontend {served}, not {frontend}"
         return page
 
     yield open_page

@@ -18,8 +18,11 @@ from pack_under_test import GRAPH_NODE_IDS, PACK_ROOT
 EXAMPLES = PACK_ROOT / "example_workflows"
 EXAMPLE_PNG = EXAMPLES / "img2img.png"
 ARTIFACTS = PACK_ROOT / "test-artifacts"
-# The frontend's dialog for node types it does not know: a global dialog labelled by its key.
-MISSING_NODES_DIALOG = '.global-dialog[aria-labelledby="global-missing-nodes"]'
+# How the frontend reports node types it does not know: 1.32.9 opens a global dialog labelled by its key,
+# 1.58.1 shows "Missing node: <type>" in its error overlay over the canvas.
+MISSING_NODES_DIALOG = (
+    '.global-dialog[aria-labelledby="global-missing-nodes"], [data-testid="error-overlay"]:has-text("Missing node")'
+)
 PLAN_INPUTS = ("steps", "denoise", "strength_mode", "scheduler", "sampler_name")
 # Node ids in example_workflows/img2img.json (those of api/img2img.json).
 CHECKPOINT_LOADER, KSAMPLER, SAVE = 1, 7, 9
@@ -117,6 +120,12 @@ def type_number(page: Page, node_id: int, widget: str, value: float) -> None:
     field.press("Enter")
 
 
+def run_button(page: Page):
+    """The Run button: 1.32.9 gives the test id "queue-button" to the group it sits in, 1.58.1 to the button."""
+    queue = page.get_by_test_id("queue-button")
+    return queue.get_by_role("button", name="Run", exact=True).or_(queue.and_(page.get_by_role("button", name="Run")))
+
+
 def route_plan(server, page: Page, node_id: int) -> str:
     """What the pack's route answers for the node's current settings."""
     query = urllib.parse.urlencode({name: widget_value(page, node_id, name) for name in PLAN_INPUTS})
@@ -163,7 +172,7 @@ def run_from_the_ui(open_app, ui_server):
     checkpoint = ui_server.host.checkpoint.name
     pick_combo(page, CHECKPOINT_LOADER, "ckpt_name", checkpoint)
     center_on(page, SAVE)  # the frontend loads a node's images when it draws the node
-    page.get_by_test_id("queue-button").get_by_role("button", name="Run", exact=True).click()
+    run_button(page).click()
     with contextlib.suppress(PlaywrightTimeout):
         page.wait_for_function(
             "id => app.graph.getNodeById(id).imgs?.some((image) => image.complete && image.naturalWidth > 0)",
