@@ -1,4 +1,4 @@
-"""The pack in ComfyUI's real frontend: one server and one headless Chromium for the session.
+"""The pack in ComfyUI's real frontend: a server per frontend (conftest's FRONTENDS) and one headless Chromium.
 
 Playwright drives Debian's Chromium (/usr/bin/chromium); it never downloads a browser. The page reaches
 the test server only: its requests to outside hosts fail at once wherever the suite runs (CI reaches the
