@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .sampling import PartialSchedule
+from .sampling import PartialSchedule, PixelStarts
 
 PLAN_KEY = "img2img"
 
@@ -30,6 +30,7 @@ class NoisedLatentPlan:
     # make it from ``noised``, as core KSamplerAdvanced does with add_noise disabled (after a stop: the second
     # model may have another latent scaling than the first).
     start: torch.Tensor | None
+    pixel_starts: PixelStarts | None = None  # a strength map's starts, which the rest of the run keeps
 
 
 def with_plan(latent: dict, plan: NoisedLatentPlan) -> dict:

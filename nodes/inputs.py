@@ -75,7 +75,8 @@ BATCH_SEED_INPUT = (
     {
         "default": BATCH_SEEDS[0],
         "tooltip": (
-            "comfy: one noise stream for the batch, as core. per_image: image i uses seed + i, like a single run."
+            "comfy: one noise stream for the batch, as core. per_image: image i uses seed + i, like a single run. "
+            "shared: every image gets the same noise (frames of a video change alike)."
         ),
     },
 )
@@ -100,6 +101,16 @@ END_AT_STEP_INPUT = (
             "Stop at this step of the plan (the step numbers of the line under the node) and return the latent "
             "with its leftover noise and its plan: a second Img2ImgKSampler, with another model such as a "
             "refiner, continues it from there without adding noise. 10000: run to the end."
+        ),
+    },
+)
+STRENGTH_MAP_INPUT = (
+    "MASK",
+    {
+        "tooltip": (
+            "Strength per pixel: a pixel's strength is denoise × its map value (0-1; any size, resized to the "
+            "latent). The run covers the strongest pixel's plan; each other pixel is held at the input until "
+            "the step its own strength selects. 0 keeps a pixel."
         ),
     },
 )

@@ -17,6 +17,7 @@ from .inputs import (
     SCHEDULER_INPUT,
     SEED_INPUT,
     STEPS_INPUT,
+    STRENGTH_MAP_INPUT,
     STRENGTH_MODE_INPUT,
 )
 from .sampling import (
@@ -27,6 +28,7 @@ from .sampling import (
     noised_start,
     plan_ui,
     run,
+    schedule_for_map,
     schedule_for_strength,
 )
 
@@ -61,7 +63,11 @@ class Img2ImgKSampler:
                 "strength_mode": STRENGTH_MODE_INPUT,
                 "batch_seed": BATCH_SEED_INPUT,
             },
-            "optional": {"accelerate": ACCELERATE_INPUT, "end_at_step": END_AT_STEP_INPUT},
+            "optional": {
+                "accelerate": ACCELERATE_INPUT,
+                "end_at_step": END_AT_STEP_INPUT,
+                "strength_map": STRENGTH_MAP_INPUT,
+            },
         }
 
     def sample(
@@ -80,20 +86,40 @@ class Img2ImgKSampler:
         batch_seed,
         accelerate=False,
         end_at_step=10000,
+        strength_map=None,
     ):
         validate_steps_and_denoise(steps, denoise)  # also when they are unused: a bad value is a mistake
         carried = carried_plan(latent_image)
         if carried is not None:
             schedule, clean, noise, start = carried.schedule, carried.clean, carried.noise, carried.start
-            seed, batch_seed = carried.seed, carried.batch_seed
+            seed, batch_seed, pixel_starts = carried.seed, carried.batch_seed, carried.pixel_starts
+            if strength_map is not None:
+                raise ValueError(
+                    "strength_map: this latent was noised by Img2ImgNoiseAtStrength or an earlier sampler, "
+                    "whose plan it continues; give the strength map to the node that made it"
+                )
             if start is None and schedule.model_steps:
                 start = noised_start(model, carried.noised, torch.zeros_like(carried.noised), schedule)
             note = f" · continued from step {schedule.first_step + 1} of the incoming plan, with its seed"
         else:
             clean = check_latent_channels(model, latent_image["samples"], "latent_image")
-            schedule = schedule_for_strength(
-                model_sampling(model), sampler_name, scheduler, steps, denoise, strength_mode
-            )
+            pixel_starts = None
+            if strength_map is None:
+                schedule = schedule_for_strength(
+                    model_sampling(model), sampler_name, scheduler, steps, denoise, strength_mode
+                )
+            else:
+                schedule, pixel_starts = schedule_for_map(
+                    model_sampling(model),
+                    sampler_name,
+                    scheduler,
+                    steps,
+                    denoise,
+                    strength_mode,
+                    strength_map,
+                    clean,
+                    latent_image.get("noise_mask"),
+                )
             noise = noise_for(latent_image, clean, seed, batch_seed)
             start = None
             note = ""
@@ -112,6 +138,7 @@ class Img2ImgKSampler:
                 seed=seed,
                 batch_seed=batch_seed,
                 start=start,
+                pixel_starts=pixel_starts,
                 accelerate=accelerate,
             )
         if rest is not None:
@@ -123,6 +150,7 @@ class Img2ImgKSampler:
                 batch_seed=batch_seed,
                 noised=out["samples"],
                 start=None,
+                pixel_starts=pixel_starts,
             )
             out = with_plan(out, left)
         return {"ui": plan_ui(schedule, note), "result": (out,)}

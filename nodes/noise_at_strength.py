@@ -10,9 +10,18 @@ from .inputs import (
     SCHEDULER_INPUT,
     SEED_INPUT,
     STEPS_INPUT,
+    STRENGTH_MAP_INPUT,
     STRENGTH_MODE_INPUT,
 )
-from .sampling import check_latent_channels, model_sampling, noise_for, noised_start, plan_ui, schedule_for_strength
+from .sampling import (
+    check_latent_channels,
+    model_sampling,
+    noise_for,
+    noised_start,
+    plan_ui,
+    schedule_for_map,
+    schedule_for_strength,
+)
 
 
 class Img2ImgNoiseAtStrength:
@@ -39,12 +48,30 @@ class Img2ImgNoiseAtStrength:
                 "scheduler": SCHEDULER_INPUT,
                 "strength_mode": STRENGTH_MODE_INPUT,
                 "batch_seed": BATCH_SEED_INPUT,
-            }
+            },
+            "optional": {"strength_map": STRENGTH_MAP_INPUT},
         }
 
-    def noise(self, model, latent, seed, steps, denoise, sampler_name, scheduler, strength_mode, batch_seed):
+    def noise(
+        self, model, latent, seed, steps, denoise, sampler_name, scheduler, strength_mode, batch_seed, strength_map=None
+    ):
         clean = check_latent_channels(model, latent["samples"], "latent")
-        schedule = schedule_for_strength(model_sampling(model), sampler_name, scheduler, steps, denoise, strength_mode)
+        sampling = model_sampling(model)
+        pixel_starts = None
+        if strength_map is None:
+            schedule = schedule_for_strength(sampling, sampler_name, scheduler, steps, denoise, strength_mode)
+        else:
+            schedule, pixel_starts = schedule_for_map(
+                sampling,
+                sampler_name,
+                scheduler,
+                steps,
+                denoise,
+                strength_mode,
+                strength_map,
+                clean,
+                latent.get("noise_mask"),
+            )
         noise = noise_for(latent, clean, seed, batch_seed)
         start = None if schedule.model_steps == 0 else noised_start(model, clean, noise, schedule)
         plan = NoisedLatentPlan(
@@ -55,5 +82,6 @@ class Img2ImgNoiseAtStrength:
             batch_seed=batch_seed,
             noised=clean if start is None else model.model.process_latent_out(start),
             start=start,
+            pixel_starts=pixel_starts,
         )
         return {"ui": plan_ui(schedule), "result": (with_plan(latent, plan),)}

@@ -7,8 +7,11 @@ samplers in ``core.samplers``, the loop itself.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 import comfy.k_diffusion.sampling
 import comfy.model_management
@@ -24,7 +27,15 @@ from .core import samplers as core_samplers
 from .core import schedules
 from .core.noise import image_seed, initial_noise
 from .core.noise_rules import sigma_for_snr_strength, signal_to_noise
-from .core.strength import StrengthPlan, plan_strength, sigmas_for_strength
+from .core.strength import (
+    StrengthPlan,
+    checked_strength_map,
+    denoising_at,
+    pixel_strength,
+    plan_strength,
+    sigmas_for_strength,
+    start_sigmas_for_map,
+)
 
 
 @dataclass(frozen=True)
@@ -37,6 +48,7 @@ class PartialSchedule:
     sigmas: torch.Tensor  # the partial ladder that runs, sigmas[0] = the starting noise level
     first_step: int  # the index of sigmas[0] on the plan's ladder of plan.ladder_steps steps
     snr_start: float | None = None  # the signal-to-noise ratio at sigmas[0], by the model family's rule
+    strength_range: tuple[float, float] | None = None  # the weakest and strongest pixel's strength, with a map
 
     @property
     def model_steps(self) -> int:
@@ -60,8 +72,8 @@ class PartialSchedule:
             )
         rest = self.sigmas[cut:]
         return (
-            PartialSchedule(self.plan, self.sigmas[: cut + 1], self.first_step, self.snr_start),
-            PartialSchedule(self.plan, rest, end_step, snr_at(sampling, float(rest[0]))),
+            replace(self, sigmas=self.sigmas[: cut + 1]),
+            replace(self, sigmas=rest, first_step=end_step, snr_start=snr_at(sampling, float(rest[0]))),
         )
 
     def report(self) -> dict[str, object]:
@@ -72,14 +84,22 @@ class PartialSchedule:
             "sigma_start": float(self.sigmas[0]) if self.model_steps else 0.0,
             "sigma_end": float(self.sigmas[-1]) if self.model_steps else 0.0,
             "snr_start": self.snr_start if self.model_steps else None,
+            "strength_map": list(self.strength_range) if self.strength_range else None,
         }
 
     def summary(self) -> str:
         if self.model_steps == 0:
             return f"denoise {self.plan.denoise:g}: no step ran, the latent is returned unchanged"
         first, last = self.first_step + 1, self.first_step + self.model_steps
+        by_map = ""
+        if self.strength_range:
+            weakest, strongest = self.strength_range
+            by_map = f"strength map {weakest:g}–{strongest:g}: "
         return (
-            f"steps {first}–{last} of {self.plan.ladder_steps} · {self.model_steps} model steps · "
+            by_map
+            + f"steps {first}–{last} of {self.plan.ladder_steps}"
+            + (" for the strongest pixels" if by_map else "")
+            + f" · {self.model_steps} model steps · "
             f"σ {float(self.sigmas[0]):.3g}→{float(self.sigmas[-1]):.3g}"
             + (f" · SNR {self.snr_start:.3g} at the start" if self.plan.mode == "snr" else "")
             + (" · stops with leftover noise" if self.stops_early else "")
@@ -188,6 +208,78 @@ def schedule_for_strength(
     return PartialSchedule(plan, sigmas, plan.ladder_steps - max(len(sigmas) - 1, 0), snr_start)
 
 
+def start_sigma_of_strength(
+    sampling, sampler_name: str, scheduler: str, steps: int, mode: str
+) -> Callable[[float], float]:
+    """Where a strength's own plan starts on this model, as ``schedule_for_strength`` computes it; 0 where
+    the strength selects no step."""
+    ladder = functools.cache(lambda ladder_steps: full_ladder(sampling, sampler_name, scheduler, ladder_steps))
+
+    def start_sigma(strength: float) -> float:
+        plan = plan_strength(mode, steps, strength)
+        if plan.planned_steps == 0:
+            return 0.0
+        if mode == "snr":
+            return snr_start_sigma(sampling, strength)
+        sigmas = sigmas_for_strength(plan, ladder(plan.ladder_steps))
+        return float(sigmas[0]) if len(sigmas) > 1 else 0.0
+
+    return start_sigma
+
+
+@dataclass(frozen=True)
+class PixelStarts:
+    """A strength map at the latent's shape and the sigma where each of its elements starts to be denoised."""
+
+    mask: torch.Tensor  # the map, times the latent's noise mask: the sampler's denoise_mask
+    sigmas: torch.Tensor  # each element's starting sigma; 0: held at the input throughout
+
+
+def map_at_latent(strength_map: torch.Tensor, shape: torch.Size, noise_mask: torch.Tensor | None) -> torch.Tensor:
+    """A MASK of any size resized to a latent's shape as core resizes a noise mask, times the latent's own
+    noise mask, if it has one (a pixel outside it has strength 0): [batch, 1, height, width], which core's
+    sampler spreads over the channels as it does a noise mask."""
+    values = checked_strength_map(strength_map)
+    one_channel = (shape[0], 1, *shape[2:])
+    resized = comfy.utils.reshape_mask(values, one_channel)
+    if noise_mask is not None:
+        resized = resized * comfy.utils.reshape_mask(noise_mask.float(), one_channel)
+    return resized
+
+
+def schedule_for_map(
+    sampling,
+    sampler_name: str,
+    scheduler: str,
+    steps: int,
+    denoise: float,
+    mode: str,
+    strength_map: torch.Tensor,
+    latent: torch.Tensor,
+    noise_mask: torch.Tensor | None,
+) -> tuple[PartialSchedule, PixelStarts]:
+    """The plan of the strongest pixel of ``strength_map`` and where every pixel of the latent starts on it."""
+    values = map_at_latent(strength_map, latent.shape, noise_mask).to(latent.device)
+    weakest, strongest = (pixel_strength(denoise, float(bound)) for bound in values.aminmax())
+    schedule = schedule_for_strength(sampling, sampler_name, scheduler, steps, strongest, mode)
+    start_sigma = start_sigma_of_strength(sampling, sampler_name, scheduler, steps, mode)
+    starts = PixelStarts(values, start_sigmas_for_map(values, denoise, start_sigma))
+    return replace(schedule, strength_range=(weakest, strongest)), starts
+
+
+def with_pixel_starts(model, starts: PixelStarts):
+    """A clone of the model whose sampler holds each pixel at the input until its own start."""
+
+    def denoise_mask(sigma: torch.Tensor, mask: torch.Tensor, extra_options: dict) -> torch.Tensor:
+        if mask.shape[0] != starts.sigmas.shape[0] or mask.shape[2:] != starts.sigmas.shape[2:]:
+            raise ValueError(f"the strength map's shape {tuple(starts.sigmas.shape)} differs from the sampler's mask")
+        return denoising_at(starts.sigmas.to(mask.device), sigma).to(mask.dtype).expand_as(mask)
+
+    model = model.clone()
+    model.set_model_denoise_mask_function(denoise_mask)
+    return model
+
+
 def is_max_denoise(model, sigma_start: float) -> bool:
     """Whether the run starts from pure noise, where core scales noise as txt2img does."""
     sigma_max = float(model_sampling(model).sigma_max)
@@ -258,6 +350,19 @@ def _per_image(make_noise_sampler):
     return make
 
 
+def _shared(make_noise_sampler):
+    """One image's fresh noise, given to every image of the batch: frames of a clip change alike."""
+
+    def make(x: torch.Tensor, sigma_min, sigma_max, seed: int | None):
+        sample = make_noise_sampler(x[:1], sigma_min, sigma_max, seed)
+        return lambda sigma, sigma_next: sample(sigma, sigma_next).expand_as(x).clone()
+
+    return make
+
+
+BATCH_NOISE = {"comfy": lambda make: make, "per_image": _per_image, "shared": _shared}
+
+
 def own_sampler_options(model, sampler_name: str, batch_seed: str) -> dict:
     """What the core sampler needs to know that ComfyUI's looks up in its model wrapper."""
     sampling = model_sampling(model)
@@ -269,14 +374,26 @@ def own_sampler_options(model, sampler_name: str, batch_seed: str) -> dict:
         options["flow_start_sigma"] = float(sampling.percent_to_sigma(core_samplers.FLOW_START_PERCENT))
     if sampler_name in core_samplers.STOCHASTIC:
         make = _brownian_noise if sampler_name in core_samplers.BROWNIAN else _stepwise_noise
-        options["make_noise_sampler"] = _per_image(make) if batch_seed == "per_image" else make
+        options["make_noise_sampler"] = BATCH_NOISE[batch_seed](make)
     return options
+
+
+def draws_fresh_noise(sampler: comfy.samplers.Sampler) -> bool:
+    """Whether a ComfyUI sampler adds noise at its steps (its k-diffusion function takes a noise sampler)."""
+    function = getattr(sampler, "sampler_function", None)
+    return function is not None and "noise_sampler" in inspect.signature(function).parameters
 
 
 def sampler_for(model, sampler_name: str, batch_seed: str, start: torch.Tensor | None) -> comfy.samplers.Sampler:
     """The pack's own loop where the core has the sampler, else ComfyUI's, over the pack's sigmas."""
     comfy_sampler = comfy.samplers.sampler_object(sampler_name)
     own = core_samplers.SAMPLERS.get(sampler_name)
+    if own is None and batch_seed == "shared" and draws_fresh_noise(comfy_sampler):
+        raise ValueError(
+            f"batch_seed 'shared' cannot share the fresh noise that ComfyUI's {sampler_name!r} draws at each step: "
+            f"use one of the pack's stochastic samplers ({', '.join(sorted(core_samplers.STOCHASTIC))}) "
+            "or a deterministic one"
+        )
     if own is None and start is None:
         return comfy_sampler
     if own is None and not isinstance(comfy_sampler, comfy.samplers.KSAMPLER):
@@ -319,6 +436,7 @@ def run(
     seed: int,
     batch_seed: str,
     start: torch.Tensor | None = None,
+    pixel_starts: PixelStarts | None = None,
     accelerate: bool = False,
 ) -> torch.Tensor:
     """Sample ``schedule.sigmas`` from ``clean`` + ``noise``, or from ``start`` (already noised) when given.
@@ -326,8 +444,12 @@ def run(
     Everything but the guidance is keyword-only: seed and batch_seed, or clean and noise, are of one type
     and a positional call could swap them without an error.
 
-    ``accelerate`` runs the same loop over a lower-precision denoiser where the device supports it."""
+    With ``pixel_starts`` (a strength map), each pixel is held at the input, noised to the current sigma, until
+    its own start, and denoised from there; ``noise_mask`` is then the map's. ``accelerate`` runs the same
+    loop over a lower-precision denoiser where the device supports it."""
     model = guidance.model
+    if pixel_starts is not None:
+        model, noise_mask = with_pixel_starts(model, pixel_starts), pixel_starts.mask
     sampler = sampler_for(model, sampler_name, batch_seed, start)
     if accelerate:
         model, sampler = accelerated(model, sampler)

@@ -15,9 +15,11 @@ With N steps and strength s, each mode picks a ladder of sigmas and the part of 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from decimal import Decimal
 
+import numpy as np
 import torch
 
 STRENGTH_MODES = ("steps_x_denoise", "a1111", "comfy", "snr")
@@ -95,3 +97,49 @@ def sigmas_for_strength(plan: StrengthPlan, ladder: torch.Tensor) -> torch.Tenso
     if plan.start_index >= len(ladder) - 1:
         return ladder[:0]
     return ladder[plan.start_index :]
+
+
+# Per-pixel strength (a strength map): each pixel's strength is denoise × its map value. The run covers the
+# plan of the strongest pixel; every other pixel is held at the input, noised to the current sigma, until the
+# sigma where its own strength's plan starts, and denoised from there on.
+
+
+def checked_strength_map(strength_map: object) -> torch.Tensor:
+    """A MASK ([height, width] or [batch, height, width]) of values from 0 to 1, as float32; else a ValueError."""
+    if not isinstance(strength_map, torch.Tensor) or strength_map.ndim not in (2, 3) or strength_map.numel() == 0:
+        shape = tuple(strength_map.shape) if isinstance(strength_map, torch.Tensor) else type(strength_map).__name__
+        raise ValueError(f"strength_map must be a MASK ([height, width] or [batch, height, width]), got {shape}")
+    values = strength_map.float()
+    if not bool(torch.isfinite(values).all()) or float(values.min()) < 0 or float(values.max()) > 1:
+        raise ValueError("strength_map values must be from 0 to 1")
+    return values
+
+
+def shortest_float32(value: float) -> str:
+    """The shortest decimal that reads back as the same float32: what a mask value of 0.35 was typed as."""
+    return np.format_float_positional(np.float32(value), unique=True, trim="-")
+
+
+def pixel_strength(denoise: float, map_value: float) -> float:
+    """denoise × a map value, computed on their decimals (the map's float32 read as typed), so that a map of
+    0.5 at denoise 0.8 plans exactly what denoise 0.4 plans in every mode."""
+    return float(Decimal(repr(float(denoise))) * Decimal(shortest_float32(map_value)))
+
+
+def start_sigmas_for_map(
+    map_values: torch.Tensor, denoise: float, start_sigma: Callable[[float], float]
+) -> torch.Tensor:
+    """Each element's starting sigma, ``start_sigma(strength)`` of its own strength (0: it never starts),
+    computed once per distinct map value."""
+    values, positions = torch.unique(map_values.float(), return_inverse=True)
+    starts = [start_sigma(pixel_strength(denoise, value)) for value in values.tolist()]
+    return torch.tensor(starts, dtype=torch.float32, device=map_values.device)[positions]
+
+
+def denoising_at(start_sigmas: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """1 where a pixel is denoised at ``sigma`` (its start is at or above it), 0 where it is still held.
+
+    The tolerance only absorbs a float round trip of the same rung: the ladder's rungs lie far further apart.
+    """
+    current = sigma.reshape(-1)[0].to(start_sigmas.device, torch.float32)
+    return (start_sigmas >= current * (1 - 1e-6)).to(start_sigmas.dtype)
