@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import torch
 
-BATCH_SEEDS = ("comfy", "per_image")
+BATCH_SEEDS = ("comfy", "per_image", "shared")
 
 
 def _generator(seed: int) -> torch.Generator:
@@ -32,11 +32,14 @@ def initial_noise(
     ``comfy``: consecutive draws from one generator, as ``comfy.sample.prepare_noise`` (with
     ``batch_index``, image i takes the i-th draw, so a latent split from a batch keeps its noise).
     ``per_image``: image i is drawn from seed + i, so it equals a single-image run with that seed.
+    ``shared``: every image gets the single-image run's noise, so that the frames of a clip change alike.
     """
     if batch_seed not in BATCH_SEEDS:
         raise ValueError(f"batch_seed must be one of {', '.join(BATCH_SEEDS)}, got {batch_seed!r}")
     shape = tuple(shape)
     one = (1, *shape[1:])
+    if batch_seed == "shared":
+        return torch.randn(one, dtype=dtype, generator=_generator(seed)).expand(shape).clone()
     if batch_seed == "per_image":
         indices = batch_index if batch_index is not None else range(shape[0])
         return torch.cat([torch.randn(one, dtype=dtype, generator=_generator(image_seed(seed, i))) for i in indices])

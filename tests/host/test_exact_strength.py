@@ -167,6 +167,24 @@ def test_per_image_batch_seed_equals_single_runs(runtime, clean):
         assert float((ours["samples"][i] - single["samples"][0]).abs().max()) <= TOLERANCE
 
 
+@pytest.mark.parametrize("sampler", ["euler", "euler_ancestral", "dpmpp_sde", "dpmpp_2m_sde"])
+def test_shared_batch_seed_gives_identical_frames_identical_outputs(runtime, clean, sampler):
+    """Frames of a clip: the same noise for every image, at the start and at every ancestral or SDE step."""
+    frames = {"samples": clean["samples"].repeat(3, 1, 1, 1)}
+    ours, _ = pack_sample(runtime, frames, sampler, "karras", 8, 0.6, "steps_x_denoise", batch_seed="shared")
+    single, _ = pack_sample(runtime, clean, sampler, "karras", 8, 0.6, "steps_x_denoise")
+    for i in range(3):
+        assert torch.equal(ours["samples"][i], ours["samples"][0])
+        assert float((ours["samples"][i] - single["samples"][0]).abs().max()) <= TOLERANCE
+    per_image, _ = pack_sample(runtime, frames, sampler, "karras", 8, 0.6, "steps_x_denoise", batch_seed="per_image")
+    assert float((per_image["samples"][1] - per_image["samples"][0]).abs().max()) > 0.1
+
+
+def test_shared_batch_seed_refuses_comfyuis_own_noise_drawing_samplers(runtime, clean):
+    with pytest.raises(ValueError, match=r"batch_seed 'shared'.*dpm_2_ancestral"):
+        pack_sample(runtime, clean, "dpm_2_ancestral", "karras", 8, 0.6, "steps_x_denoise", batch_seed="shared")
+
+
 @pytest.mark.parametrize(
     ("denoise", "steps", "cfg", "needle"),
     [(float("nan"), 20, 7.0, "denoise"), (-0.1, 20, 7.0, "denoise"), (1.5, 20, 7.0, "denoise"),

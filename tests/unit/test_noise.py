@@ -29,6 +29,13 @@ def test_per_image_equals_single_runs_with_seed_plus_i():
         assert torch.equal(batch[i : i + 1], initial_noise((1, *SHAPE[1:]), 99 + i))
 
 
+def test_shared_gives_every_image_the_single_runs_noise():
+    batch = initial_noise(SHAPE, 99, batch_seed="shared")
+    for i in range(SHAPE[0]):
+        assert torch.equal(batch[i : i + 1], initial_noise((1, *SHAPE[1:]), 99))
+    assert torch.equal(initial_noise(SHAPE, 99, batch_seed="shared", batch_index=[5, 2, 0, 1]), batch)
+
+
 def test_the_global_generator_is_left_alone():
     torch.manual_seed(5)
     state = torch.get_rng_state()
