@@ -17,7 +17,7 @@ Chromium at /usr/bin/chromium. It starts its own ComfyUI server and for each ``a
 For img2img it also writes ``img2img.png``: that run's output (the demo model's picture of the sample
 photo), saved with the UI workflow in its ``workflow`` chunk, so that dropping it onto ComfyUI rebuilds
 the graph. ``input/sample_regional.png`` (the sample with a transparent rectangle, for the regional
-graph) is generated first.
+graph) is generated first; every picture in ``input/`` is uploaded.
 """
 
 from __future__ import annotations
@@ -157,7 +157,7 @@ def main() -> None:
     if not host.demo_checkpoint.exists():
         raise SystemExit(f"no ComfyUI host at {host.root}: run `python3 scripts/host.py build` first")
     with tempfile.TemporaryDirectory() as workdir, host_harness.Server(host, Path(workdir)) as server:
-        for image in (SAMPLE, REGIONAL_SAMPLE):
+        for image in (EXAMPLES / "input").glob("*.png"):
             shutil.copy(image, server.input_dir / image.name)
         (server.input_dir / FOLDER).mkdir()
         shutil.copy(SAMPLE, server.input_dir / FOLDER / SAMPLE.name)
