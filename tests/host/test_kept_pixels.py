@@ -1,5 +1,6 @@
-"""Kept pixels and kept colours through a real server: Img2ImgVAEDecode's source, strength_map and
-color_correction, in the example graphs (strength map, regional) and on the demo model."""
+"""Strength maps, kept pixels and kept colours through a real server: the sampler's strength_map against
+the plain sampler and core's masking (saved latents), Img2ImgVAEDecode's source, strength_map and
+color_correction in the example graphs (strength map, regional) and on the demo model."""
 
 from __future__ import annotations
 
@@ -75,3 +76,61 @@ def test_color_correction_brings_the_demo_models_colours_to_the_sources(server, 
     # Histogram matching makes the result's L, a and b distributions the source's: means and spreads meet.
     assert with_correction["channel_mean_gap"] < 0.5 * without["channel_mean_gap"] + 0.05
     assert with_correction["channel_std_gap"] < 0.5 * without["channel_std_gap"] + 0.05
+
+
+def latent_graph(server, seed: int, sampler: dict, *, mask: dict | None = None) -> dict:
+    """The strength-map example's sampler (its inputs overridden), its latent saved as a .latent file."""
+    graph = example("img2img_strength_map", server, seed)
+    for node in ("7", "8"):
+        del graph[node]
+    graph["6"]["inputs"].update(sampler)
+    if mask is not None:
+        graph["11"] = mask
+    graph["9"] = {"class_type": "SaveLatent", "inputs": {"samples": ["6", 0], "filename_prefix": f"maps/{seed}"}}
+    return graph
+
+
+def saved_latent(server, graph: dict):
+    from safetensors.torch import load_file
+
+    entry = server.wait(server.queue(graph))
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    [latent] = entry["outputs"]["9"]["latents"]
+    return load_file(server.output_dir / latent["subfolder"] / latent["filename"])["latent_tensor"]
+
+
+def test_through_the_server_a_uniform_map_is_the_plain_sampler_and_a_0_1_map_is_core_masking(server):
+    solid = {"class_type": "SolidMask", "inputs": {"value": 0.5, "width": 128, "height": 128}}
+    mapped = saved_latent(server, latent_graph(server, 1505, {"strength_map": ["11", 0]}, mask=solid))
+    plain_inputs = {"denoise": 0.4}
+    plain = latent_graph(server, 1505, plain_inputs)
+    del plain["6"]["inputs"]["strength_map"], plain["10"]
+    assert float((mapped - saved_latent(server, plain)).abs().max()) <= 1e-4
+
+    halves = np.zeros((128, 128), np.uint8)
+    halves[:, 40:] = 255
+    Image.fromarray(halves).save(server.input_dir / "halves.png")
+    binary = latent_graph(server, 1506, {"denoise": 0.6})
+    binary["10"]["inputs"]["image"] = "halves.png"
+    core = latent_graph(server, 1506, {})
+    core["6"] = {
+        "class_type": "KSamplerAdvanced",
+        "inputs": {
+            "model": ["1", 0],
+            "positive": ["2", 0],
+            "negative": ["3", 0],
+            "latent_image": ["11", 0],
+            "add_noise": "enable",
+            "noise_seed": 1506,
+            "steps": 20,
+            "cfg": 7.0,
+            "sampler_name": "euler",
+            "scheduler": "normal",
+            "start_at_step": 8,
+            "end_at_step": 20,
+            "return_with_leftover_noise": "disable",
+        },
+    }
+    core["11"] = {"class_type": "SetLatentNoiseMask", "inputs": {"samples": ["5", 0], "mask": ["10", 0]}}
+    core["10"]["inputs"]["image"] = "halves.png"
+    assert float((saved_latent(server, binary) - saved_latent(server, core)).abs().max()) <= 1e-4
