@@ -43,6 +43,10 @@ NEWER_FRONTEND = "comfyui-frontend-package==1.58.1"
 # registry's `comfy node validate | pack`, in an environment of its own (it needs nothing of ComfyUI's).
 MANAGER_PIN = "comfyui-manager==4.3"
 COMFY_CLI_PIN = "comfy-cli==1.23.0"
+# The `img2img` command's Ray mode (pyproject.toml's extra [ray]), in the host's environment: its tests start
+# a local Ray instance whose actors run ComfyUI with the host's Python.
+RAY_PIN = "ray==2.60.0"
+FRONTEND_PACKAGE = "comfyui-frontend-package"
 # Not installed: ComfyUI runs without them. torchaudio has no build matching torch 2.14.1 here,
 # so core's two audio nodes report IMPORT FAILED in the log; the pack does not use them.
 SKIPPED_REQUIREMENTS = ("torch", "torchvision", "torchaudio")
@@ -57,11 +61,29 @@ def _sha256(*paths) -> list[str]:
     return [hashlib.sha256(path.read_bytes()).hexdigest() for path in paths]
 
 
+def _project() -> dict:
+    return tomllib.loads((PACK_ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+
+
+def client_requirements() -> list[str]:
+    """The `img2img` command's own dependencies: the wheel's, less the frontend range (registry metadata)."""
+    return [name for name in _project()["dependencies"] if not name.startswith(FRONTEND_PACKAGE)]
+
+
 def test_requirements() -> list[str]:
     """The test tools, and the `img2img` command's dependencies: the suite runs the command too."""
-    pyproject = tomllib.loads((PACK_ROOT / "pyproject.toml").read_text(encoding="utf-8"))
-    extras = pyproject["project"]["optional-dependencies"]
-    return [*extras["test"], *extras["cli"]]
+    return [*_project()["optional-dependencies"]["test"], *client_requirements()]
+
+
+def ray_requirements() -> list[str]:
+    return [*_project()["optional-dependencies"]["ray"], RAY_PIN]
+
+
+def wheelhouse_requirements() -> list[str]:
+    """What a fresh environment needs to install the command's wheel with its extra [ray], from the host's
+    wheelhouse without an index (tests/install/test_client_install.py): the wheel's dependencies and the
+    extra, with setuptools to build the wheel."""
+    return ["setuptools>=64,<81", *_project()["dependencies"], *ray_requirements()]
 
 
 def build_key() -> dict[str, object]:
@@ -72,6 +94,8 @@ def build_key() -> dict[str, object]:
         "test": test_requirements(),
         "frontends": [NEWER_FRONTEND],
         "install_tools": [MANAGER_PIN, COMFY_CLI_PIN],
+        "ray": ray_requirements(),
+        "wheelhouse": wheelhouse_requirements(),
         "checkpoint": [TEST_CHECKPOINT_SEED, *_sha256(TEST_CHECKPOINT_GENERATOR)],
         "demo_checkpoint": _sha256(DEMO_WEIGHTS, DEMO_CHECKPOINT_GENERATOR, TEST_CHECKPOINT_GENERATOR),
         "python": sys.version.split()[0],
@@ -138,6 +162,21 @@ def install_tools(host: Host) -> None:
     )
 
 
+def install_ray(host: Host) -> None:
+    """The extra [ray] into the host's environment (torch held by the constraints, ComfyUI's pins listed again)."""
+    pip(host, *ray_requirements(), *HOST_PINS)
+
+
+def fill_wheelhouse(host: Host) -> None:
+    """Wheels of everything the command's install tests put into fresh environments, the frontend held at the
+    host's pin (any version in the range would do, this one is the smallest download)."""
+    shutil.rmtree(host.wheelhouse, ignore_errors=True)
+    constraints = host.root / "wheelhouse-constraints.txt"
+    constraints.write_text("\n".join([*HOST_PINS, RAY_PIN]) + "\n", encoding="utf-8")
+    download = [str(host.python), "-m", "pip", "download", "--disable-pip-version-check", "-q", "-c", str(constraints)]
+    subprocess.run([*download, "-d", str(host.wheelhouse), *wheelhouse_requirements()], check=True)
+
+
 def link_pack(host: Host) -> None:
     link = host.comfyui / "custom_nodes" / PACK_DIR_NAME
     if link.is_symlink() or link.exists():
@@ -186,6 +225,12 @@ def build(host: Host | None = None, force: bool = False) -> Host:
     if fresh or built.get("install_tools") != key["install_tools"]:
         with phase(f"{MANAGER_PIN} and {COMFY_CLI_PIN} for the install tests"):
             install_tools(host)
+    if fresh or built.get("ray") != key["ray"]:
+        with phase(f"{RAY_PIN} for the command's Ray mode"):
+            install_ray(host)
+    if built.get("wheelhouse") != key["wheelhouse"] or not host.wheelhouse.is_dir():
+        with phase("wheelhouse for the command's install tests"):
+            fill_wheelhouse(host)
     link_pack(host)  # also when up to date: the clone may have moved since the host was built
     make_checkpoints(host, built, key)
     host.stamp.write_text(json.dumps(key, indent=1), encoding="utf-8")

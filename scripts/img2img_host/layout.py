@@ -57,6 +57,11 @@ class Host:
         return self.root / "registry-venv"
 
     @property
+    def wheelhouse(self) -> Path:
+        """Wheels for installing the `img2img` command into fresh environments without an index."""
+        return self.root / "wheelhouse"
+
+    @property
     def stamp(self) -> Path:
         return self.root / "build.json"
 
