@@ -3,7 +3,8 @@
 Workers take the next image from a shared queue when their server is free, so fast servers do more.
 A server that stops answering puts its unfinished image back at the front of the queue for the others
 and gets nothing more. An image is written to the manifest only by the worker that fetched its picture,
-so nothing is lost or recorded twice.
+so nothing is lost or recorded twice. ``Work`` is the part both backends share (this one and the Ray
+cluster's, ray_cluster.py): the queue, the claims on inputs in the output folder, the manifest and the bar.
 """
 
 from __future__ import annotations
@@ -19,11 +20,13 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from .client import JobFailed, JobInterrupted, ServerClient, ServerGone
+from .claims import Claims
+from .client import JobFailed, JobInterrupted, Result, ServerClient, ServerGone
 from .graph import Parameters, build_graph
-from .results import Manifest, write_output
+from .results import Manifest, resume_key, write_output
 
 JOIN_POLL_S = 0.2  # the main thread wakes up this often, so Ctrl-C is seen at once
+CLAIM_POLL_S = 1.0  # how often inputs claimed by another run into the same folder are looked at again
 
 
 @dataclass
@@ -37,12 +40,133 @@ class Job:
 class Summary:
     done: int = 0
     failed: int = 0
+    elsewhere: int = 0  # done by another run into the same folder while this one ran
     interrupted: bool = False
 
 
 def say(message: str, error: bool = False) -> None:
     # tqdm.write keeps the message from tearing the progress bars.
     tqdm.write(message, file=sys.stderr if error else sys.stdout)
+
+
+class Work:
+    """The jobs of one run and what becomes of them, for either backend; thread-safe.
+
+    ``next_job`` hands out a job only once this run has claimed its input in the output folder and the
+    manifest does not hold it yet; inputs another live run has claimed wait until that run has done them
+    (they count as done elsewhere) or let them go (failed there, or died: then they run here).
+    """
+
+    def __init__(self, jobs: list[Job], parameters: Parameters, out_dir: Path) -> None:
+        self.pending = deque(jobs)
+        self.held: list[Job] = []  # claimed by another run
+        self.parameters = parameters
+        self.out_dir = out_dir
+        self.manifest = Manifest(out_dir)
+        self.claims = Claims(out_dir)
+        self.summary = Summary()
+        self.in_flight = 0
+        self.lock = threading.Condition()
+        self._held_since = 0.0
+        self.overall = tqdm(total=len(jobs), desc="images", unit="image", position=0, disable=None)
+
+    def key(self, job: Job) -> str:
+        return resume_key(job.sha256, job.seed, self.parameters.as_dict())
+
+    def next_job(self) -> Job | None:
+        """A job claimed for this run, or None when none can start now (see ``finished``)."""
+        with self.lock:
+            if not self.pending and self.held and time.monotonic() - self._held_since > CLAIM_POLL_S:
+                self.pending.extend(self.held)
+                self.held.clear()
+            while self.pending:
+                job = self.pending.popleft()
+                key = self.key(job)
+                if key in self.manifest.done_keys():
+                    self._done_elsewhere(job)
+                elif not self.claims.claim(key):
+                    if not self.held:
+                        self._held_since = time.monotonic()
+                    self.held.append(job)
+                elif key in self.manifest.done_keys():  # done and released by the other run just before
+                    self.claims.release(key)
+                    self._done_elsewhere(job)
+                else:
+                    self.in_flight += 1
+                    return job
+            return None
+
+    def finished(self) -> bool:
+        with self.lock:
+            return not (self.pending or self.held or self.in_flight)
+
+    def _done_elsewhere(self, job: Job) -> None:
+        self.summary.elsewhere += 1
+        self.overall.update(1)
+        say(f"done elsewhere {job.path}: another run into {self.out_dir} has it in the manifest")
+
+    def read(self, job: Job) -> bytes:
+        data = job.path.read_bytes()
+        if hashlib.sha256(data).hexdigest() != job.sha256:
+            raise JobFailed("the file changed while the batch ran; run again to include it")
+        return data
+
+    def record_done(self, job: Job, result: Result, server: str) -> Path | None:
+        """Writes the picture and then its manifest line; the job is settled."""
+        try:
+            output = write_output(self.out_dir, job.path.stem, Path(result.server_filename).suffix, result.data)
+            self.manifest.append(
+                {
+                    "input": str(job.path),
+                    "sha256": job.sha256,
+                    "seed": job.seed,
+                    "parameters": self.parameters.as_dict(),
+                    "output": output.name,
+                    "server": server,
+                    "prompt_id": result.prompt_id,
+                    "timings": result.timings,
+                    "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                }
+            )
+        except OSError as error:
+            self.record_failure(job, str(error))
+            return None
+        with self.lock:
+            self.summary.done += 1
+        self.overall.update(1)
+        say(f"done {job.path} -> {output} ({server}, {result.timings['total_s']:.1f} s)")
+        self.settle(job)
+        return output
+
+    def record_failure(self, job: Job, message: str) -> None:
+        with self.lock:
+            self.summary.failed += 1
+        self.overall.update(1)
+        say(f"FAILED {job.path}: {message}", error=True)
+        self.settle(job)
+
+    def settle(self, job: Job, requeue: bool = False) -> None:
+        """The job is no longer in flight here: done, failed, stopped, or (``requeue``) back in the queue."""
+        with self.lock:
+            self.in_flight -= 1
+            if requeue:
+                self.pending.appendleft(job)
+            else:
+                self.claims.release(self.key(job))
+            self.lock.notify_all()
+
+    def close(self, stopped: bool) -> None:
+        """Ends the run: without ``stopped``, the jobs no server took count as failed; every claim goes."""
+        if not stopped:
+            with self.lock:
+                left = [*self.pending, *self.held]
+                self.pending.clear()
+                self.held.clear()
+                self.in_flight += len(left)  # each is settled as a failure below
+            for job in left:
+                self.record_failure(job, "no server left to run it")
+        self.claims.close()
+        self.overall.close()
 
 
 class Batch:
@@ -55,19 +179,13 @@ class Batch:
         out_dir: Path,
         job_timeout: float,
     ) -> None:
-        self.pending = deque(jobs)
+        self.work = Work(jobs, parameters, out_dir)
         self.servers = servers
         self.parameters = parameters
         self.template = template
-        self.out_dir = out_dir
-        self.manifest = Manifest(out_dir)
         self.job_timeout = job_timeout
         self.stop = threading.Event()
-        self.summary = Summary()
-        self._in_flight = 0
         self._workers_left = 0
-        self._changed = threading.Condition()
-        self._overall = tqdm(total=len(jobs), desc="images", unit="image", position=0, disable=None)
 
     def run(self) -> Summary:
         """Runs every job; Ctrl-C stops the jobs in flight on their servers and ends the run."""
@@ -88,12 +206,9 @@ class Batch:
             except KeyboardInterrupt:
                 say("img2img: not waiting for the servers; the manifest holds every finished image", error=True)
         finally:
-            self._overall.close()
-        self.summary.interrupted = self.stop.is_set()
-        if not self.stop.is_set():
-            for job in self.pending:
-                self._record_failure(job, "no server left to run it")
-        return self.summary
+            self.work.close(stopped=self.stop.is_set())
+        self.work.summary.interrupted = self.stop.is_set()
+        return self.work.summary
 
     def _wait_for_workers(self) -> None:
         # Not Thread.join: Python 3.11 marks a thread as finished when Ctrl-C interrupts a join on it
@@ -103,29 +218,18 @@ class Batch:
 
     def _take(self) -> Job | None:
         """The next job, or None when there is none left for this worker."""
-        with self._changed:
-            # Waits only while other workers hold jobs that may come back if their server dies.
+        work = self.work
+        with work.lock:
+            # Waits while other workers hold jobs that may come back if their server dies, and while another
+            # run into the same folder holds inputs that may come back if it fails them or dies.
             while not self.stop.is_set():
-                if self.pending:
-                    self._in_flight += 1
-                    return self.pending.popleft()
-                if self._in_flight == 0:
+                job = work.next_job()
+                if job is not None:
+                    return job
+                if not work.pending and not work.held and work.in_flight == 0:
                     return None
-                self._changed.wait(JOIN_POLL_S)
+                work.lock.wait(JOIN_POLL_S)
             return None
-
-    def _settle(self, job: Job, requeue: bool = False) -> None:
-        with self._changed:
-            self._in_flight -= 1
-            if requeue:
-                self.pending.appendleft(job)
-            self._changed.notify_all()
-
-    def _record_failure(self, job: Job, message: str) -> None:
-        with self._changed:
-            self.summary.failed += 1
-        self._overall.update(1)
-        say(f"FAILED {job.path}: {message}", error=True)
 
     def _work(self, slot: int, url: str) -> None:
         client = ServerClient(url, self.stop, self.job_timeout)
@@ -139,8 +243,9 @@ class Batch:
         finally:
             client.close()
             bar.close()
-            with self._changed:
+            with self.work.lock:
                 self._workers_left -= 1
+                self.work.lock.notify_all()
 
     def _run(self, client: ServerClient, job: Job, bar: tqdm) -> None:
         bar.reset(total=1)
@@ -151,45 +256,25 @@ class Batch:
             bar.refresh()
 
         try:
-            data = job.path.read_bytes()
-            if hashlib.sha256(data).hexdigest() != job.sha256:
-                raise JobFailed("the file changed while the batch ran; run again to include it")
-            result = client.run(
-                data,
-                job.path.name,
-                lambda image: build_graph(self.template, self.parameters, job.seed, image),
-                progress,
-            )
-            output = write_output(self.out_dir, job.path.stem, Path(result.server_filename).suffix, result.data)
-            self.manifest.append(
-                {
-                    "input": str(job.path),
-                    "sha256": job.sha256,
-                    "seed": job.seed,
-                    "parameters": self.parameters.as_dict(),
-                    "output": output.name,
-                    "server": client.url,
-                    "prompt_id": result.prompt_id,
-                    "timings": result.timings,
-                    "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                }
-            )
+            result = run_on_server(client, self.work.read(job), job, self.template, self.parameters, progress)
         except ServerGone:
             say(f"img2img: {job.path} goes back to the queue for the other servers", error=True)
-            self._settle(job, requeue=True)
+            self.work.settle(job, requeue=True)
             raise
         except JobInterrupted:
             say(f"stopped {job.path}")
-            self._settle(job)
+            self.work.settle(job)
         except (JobFailed, OSError) as error:
-            self._record_failure(job, str(error))
-            self._settle(job)
+            self.work.record_failure(job, str(error))
         except Exception as error:  # a surprise answer must not strand the job as in flight forever
-            self._record_failure(job, f"{type(error).__name__}: {error}")
-            self._settle(job)
+            self.work.record_failure(job, f"{type(error).__name__}: {error}")
         else:
-            with self._changed:
-                self.summary.done += 1
-            self._overall.update(1)
-            say(f"done {job.path} -> {output} ({client.url}, {result.timings['total_s']:.1f} s)")
-            self._settle(job)
+            self.work.record_done(job, result, client.url)
+
+
+def run_on_server(
+    client: ServerClient, data: bytes, job: Job, template: dict, parameters: Parameters, progress
+) -> Result:
+    """One image through one server: upload, the graph, the progress, the picture's bytes. The worker threads
+    here and the Ray actors (ray_cluster.py) both call it."""
+    return client.run(data, job.path.name, lambda image: build_graph(template, parameters, job.seed, image), progress)

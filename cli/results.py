@@ -97,19 +97,31 @@ class Manifest:
     def __init__(self, folder: Path) -> None:
         self.path = folder / MANIFEST_NAME
         self._lock = threading.Lock()
+        self._done: set[str] = set()
+        self._offset = 0  # bytes of the file read into _done
+        self._line = 0
 
     def done_keys(self) -> set[str]:
-        keys = set()
+        """The resume keys of every whole line so far: read on from where the last call stopped, so that a run
+        can ask again before each image whether another run into the same folder has done it meanwhile."""
         if not self.path.exists():
-            return keys
-        for number, line in enumerate(self.path.read_text(encoding="utf-8").splitlines(), 1):
+            return set(self._done)
+        with open(self.path, "rb") as file:
+            file.seek(self._offset)
+            data = file.read()
+        whole = data[: data.rfind(b"\n") + 1]  # a line still being appended is read next time
+        for line in whole.decode("utf-8", errors="replace").splitlines():
+            self._line += 1
+            if not line.strip():
+                continue
             try:
                 record = json.loads(line)
-                keys.add(resume_key(record["sha256"], record["seed"], record["parameters"]))
+                self._done.add(resume_key(record["sha256"], record["seed"], record["parameters"]))
             except (ValueError, KeyError, TypeError):
                 # Only a crash of the machine mid-append leaves such a line; its image simply runs again.
-                print(f"img2img: ignoring unreadable line {number} of {self.path}", file=sys.stderr)
-        return keys
+                print(f"img2img: ignoring unreadable line {self._line} of {self.path}", file=sys.stderr)
+        self._offset += len(whole)
+        return set(self._done)
 
     def append(self, record: Mapping[str, object]) -> None:
         data = (json.dumps(record, ensure_ascii=False) + "\n").encode()
