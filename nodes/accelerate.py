@@ -1,4 +1,5 @@
-"""Img2ImgKSampler's ``accelerate`` path: the same sigmas, noise and loop over a cheaper denoiser.
+"""The ``accelerate`` paths: Img2ImgKSampler's (the same sigmas, noise and loop over a cheaper denoiser) and
+Img2ImgVAEEncode's and Img2ImgVAEDecode's (the same VAE in bfloat16).
 
 ComfyUI runs a UNet in float32 on a CPU and uses its sub-quadratic attention there. Where the
 device has native bfloat16 matrix units (AVX512-BF16 or AMX on a CPU, any recent GPU), the pack
@@ -11,6 +12,9 @@ patches are already in them) and the float32 tensors are put back when the run e
 fails or is interrupted; model options, wrappers and memory management are ComfyUI's as before.
 Where the path cannot apply (device, dtype, a partially loaded model, a ControlNet) the run takes
 the plain path and says so in one log line.
+
+The VAE is accelerated alike: its weights in bfloat16 (a kept copy on a CPU, beside the UNet's), its
+attention blocks on ``scaled_dot_product_attention``, for one encode or decode; tiling stays automatic.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import comfy.ldm.modules.attention
+import comfy.ldm.modules.diffusionmodules.model as vae_blocks
 import comfy.model_management
 import comfy.samplers
 import torch
@@ -35,7 +40,11 @@ def accelerated_dtype(model) -> tuple[torch.dtype | None, str]:
         return None, f"its weights are stored in {base.get_dtype()} and cast per layer already"
     if base.get_dtype() != torch.float32:
         return None, f"it runs in {base.get_dtype()} already"
-    device = model.load_device
+    return device_dtype(model.load_device)
+
+
+def device_dtype(device: torch.device) -> tuple[torch.dtype | None, str]:
+    """The low-precision dtype a device runs fast, or None and the reason why not."""
     if device.type == "cpu":
         if cpu_has_native_bfloat16():
             return torch.bfloat16, ""
@@ -99,13 +108,15 @@ class LowPrecisionSampler(comfy.samplers.Sampler):
         device = model_wrap.model_patcher.load_device
         copy_bytes = sum(p.numel() for p in base.diffusion_model.parameters()) * self.dtype.itemsize
         # A kept copy is reused or released before converting: its memory is as good as free here.
-        if comfy.model_management.get_free_memory(device) + kept_bytes() < 1.2 * copy_bytes:
+        if comfy.model_management.get_free_memory(device) + kept_bytes("unet") < 1.2 * copy_bytes:
             return f"a {self.dtype} copy of the weights ({copy_bytes / 2**30:.1f} GiB) would not fit in free memory"
         return ""
 
 
 @contextmanager
-def weights_in(module: torch.nn.Module, dtype: torch.dtype, patches_key: object = None) -> Iterator[None]:
+def weights_in(
+    module: torch.nn.Module, dtype: torch.dtype, patches_key: object = None, slot: str = "unet"
+) -> Iterator[None]:
     """``module``'s float32 parameters and buffers in ``dtype`` until the block ends, then the originals again.
 
     The tensors' ``.data`` is swapped, not the Parameter objects, which ComfyUI's model patcher holds on to.
@@ -114,47 +125,102 @@ def weights_in(module: torch.nn.Module, dtype: torch.dtype, patches_key: object 
     """
     tensors = [t for t in (*module.parameters(), *module.buffers()) if t.dtype == torch.float32]
     originals = [t.data for t in tensors]
-    declared = module.dtype  # ComfyUI's UNet casts its inputs to this
+    declared = getattr(module, "dtype", None)  # ComfyUI's UNet casts its inputs to this; a VAE has none
     try:
-        for tensor, converted in zip(tensors, converted_tensors(module, originals, dtype, patches_key), strict=True):
-            tensor.data = converted
-        module.dtype = dtype
+        converted = converted_tensors(module, originals, dtype, patches_key, slot)
+        for tensor, copy in zip(tensors, converted, strict=True):
+            tensor.data = copy
+        if declared is not None:
+            module.dtype = dtype
         yield
     finally:
         for tensor, original in zip(tensors, originals, strict=True):
             tensor.data = original
-        module.dtype = declared
+        if declared is not None:
+            module.dtype = declared
 
 
-# The last converted weights on a CPU: {"module": weak reference, "key": ..., "tensors": [...]}.
-_kept: dict[str, object] = {}
+# The last converted weights on a CPU, one model per slot ("unet", "vae"):
+# {slot: {"module": weak reference, "key": ..., "tensors": [...]}}.
+_kept: dict[str, dict[str, object]] = {}
 
 
-def kept_bytes() -> int:
-    return sum(t.numel() * t.element_size() for t in _kept.get("tensors", ()))
+def kept_bytes(slot: str | None = None) -> int:
+    """The bytes of the kept copies, of one slot or of all."""
+    kept = _kept.values() if slot is None else [_kept[slot]] if slot in _kept else []
+    return sum(t.numel() * t.element_size() for copy in kept for t in copy["tensors"])
 
 
-def release_kept_copy() -> None:
-    _kept.clear()
+def release_kept_copy(slot: str | None = None) -> None:
+    """Drop the kept copy of one slot, or of all."""
+    if slot is None:
+        _kept.clear()
+    else:
+        _kept.pop(slot, None)
 
 
 def converted_tensors(
-    module: torch.nn.Module, originals: list[torch.Tensor], dtype: torch.dtype, patches_key: object
+    module: torch.nn.Module, originals: list[torch.Tensor], dtype: torch.dtype, patches_key: object, slot: str
 ) -> list[torch.Tensor]:
     """``originals`` in ``dtype``, reused from the last run on a CPU while the weights are the same ones.
 
     On a CPU, writing a fresh copy costs more than converting: the memory is new to the process each run
-    (about 2 s for SD1.5's UNet on 2 cores, half of a 4-step run). One model's copy is kept, and released
-    when another model or patch state is accelerated or the module is freed. A GPU converts in milliseconds
-    and keeps nothing that ComfyUI's memory management does not know about.
+    (about 2 s for SD1.5's UNet on 2 cores, half of a 4-step run). One model's copy is kept per slot (the
+    UNet's and the VAE's, which alternate in every img2img), and released when another model or patch
+    state is accelerated in that slot or the module is freed. A GPU converts in milliseconds and keeps
+    nothing that ComfyUI's memory management does not know about.
     """
     if originals and originals[0].device.type != "cpu":
         return [t.to(dtype) for t in originals]
     key = (patches_key, dtype, tuple(t.data_ptr() for t in originals))
-    kept_module = _kept.get("module")
-    if kept_module is not None and kept_module() is module and _kept["key"] == key:
-        return _kept["tensors"]
-    release_kept_copy()  # before converting: never hold two copies
+    kept = _kept.get(slot)
+    if kept is not None and kept["module"]() is module and kept["key"] == key:
+        return kept["tensors"]
+    release_kept_copy(slot)  # before converting: never hold two copies of one slot
     tensors = [t.to(dtype) for t in originals]
-    _kept.update(module=weakref.ref(module, lambda _: release_kept_copy()), key=key, tensors=tensors)
+
+    def release_if_still_kept(reference: weakref.ref) -> None:
+        if _kept.get(slot, {}).get("module") is reference:
+            release_kept_copy(slot)
+
+    _kept[slot] = {"module": weakref.ref(module, release_if_still_kept), "key": key, "tensors": tensors}
     return tensors
+
+
+def vae_accelerated_dtype(vae) -> tuple[torch.dtype | None, str]:
+    """The dtype a VAE can run in on its device, or None and the reason why not. Never float16: SDXL's VAE
+    overflows in it."""
+    if vae.vae_dtype != torch.float32:
+        return None, f"it runs in {vae.vae_dtype} already"
+    dtype, reason = device_dtype(vae.device)
+    if dtype is not None and dtype != torch.bfloat16:
+        return None, "this device has no bfloat16 (float16 would overflow some VAEs)"
+    return dtype, reason
+
+
+@contextmanager
+def accelerated_vae(vae, node: str) -> Iterator[None]:
+    """The VAE's encodes and decodes in bfloat16 with fused attention until the block ends, where it can
+    apply; else the plain VAE and a log line saying why."""
+    dtype, reason = vae_accelerated_dtype(vae)
+    model = vae.first_stage_model
+    copy_bytes = sum(p.numel() for p in model.parameters()) * 2
+    if dtype is not None and comfy.model_management.get_free_memory(vae.device) + kept_bytes("vae") < 1.2 * copy_bytes:
+        dtype, reason = None, f"a bfloat16 copy of the VAE ({copy_bytes / 2**30:.1f} GiB) would not fit in free memory"
+    if dtype is None:
+        logging.info("%s accelerate: plain path, because %s", node, reason)
+        yield
+        return
+    comfy.model_management.load_models_gpu([vae.patcher])  # where the VAE works, before its weights are swapped
+    attention = [block for block in model.modules() if isinstance(block, vae_blocks.AttnBlock)]
+    declared = [block.optimized_attention for block in attention]
+    try:
+        with weights_in(model, dtype, getattr(model, "current_weight_patches_uuid", None), slot="vae"):
+            vae.vae_dtype = dtype
+            for block in attention:
+                block.optimized_attention = vae_blocks.pytorch_attention
+            yield
+    finally:
+        vae.vae_dtype = torch.float32  # checked above: it was float32
+        for block, original in zip(attention, declared, strict=True):
+            block.optimized_attention = original

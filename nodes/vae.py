@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .core.kept_pixels import composite, feathered_weight, match_colours, resized_map
 from .core.strength import checked_strength_map
-from .inputs import TILING_INPUTS
+from .inputs import TILING_INPUTS, VAE_ACCELERATE_INPUT
 from .vae_coding import decode_latent, encode_pixels
 
 
@@ -29,11 +29,12 @@ class Img2ImgVAEEncode:
             },
             "optional": {
                 "mask": ("MASK", {"tooltip": "Regional img2img: only where the mask is 1 is the image changed."}),
+                "accelerate": VAE_ACCELERATE_INPUT,
             },
         }
 
-    def encode(self, pixels, vae, tiling, tile_size, overlap, mask=None):
-        latent = {"samples": encode_pixels(vae, pixels, tiling, tile_size, overlap)}
+    def encode(self, pixels, vae, tiling, tile_size, overlap, mask=None, accelerate=False):
+        latent = {"samples": encode_pixels(vae, pixels, tiling, tile_size, overlap, accelerate)}
         if mask is not None:
             height, width = pixels.shape[1:3]
             if mask.shape[-2:] != (height, width):
@@ -91,6 +92,7 @@ class Img2ImgVAEDecode:
                         "AUTOMATIC1111's img2img colour correction: against drift over repeated runs.",
                     },
                 ),
+                "accelerate": VAE_ACCELERATE_INPUT,
             },
         }
 
@@ -105,8 +107,9 @@ class Img2ImgVAEDecode:
         strength_map=None,
         feather=16,
         color_correction=False,
+        accelerate=False,
     ):
-        images = decode_latent(vae, samples["samples"], tiling, tile_size, overlap)
+        images = decode_latent(vae, samples["samples"], tiling, tile_size, overlap, accelerate)
         kept = checked_strength_map(strength_map) if strength_map is not None else samples.get("noise_mask")
         if source is None:
             if strength_map is not None or color_correction:

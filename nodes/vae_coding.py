@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from contextlib import nullcontext
 
 import comfy.model_management
 import torch
 
+from .accelerate import accelerated_vae
 from .inputs import TILING_MODES
 
 
@@ -44,8 +46,17 @@ def _code_with_tiles_when_needed(
     return tiled()
 
 
-def encode_pixels(vae, pixels: torch.Tensor, tiling: str = "auto", tile_size: int = 512, overlap: int = 64):
-    """An IMAGE batch's latents; each side must be a multiple of the VAE's scale."""
+def encode_pixels(
+    vae,
+    pixels: torch.Tensor,
+    tiling: str = "auto",
+    tile_size: int = 512,
+    overlap: int = 64,
+    accelerate: bool = False,
+    node: str = "Img2ImgVAEEncode",
+):
+    """An IMAGE batch's latents; each side must be a multiple of the VAE's scale. ``accelerate``: in bfloat16
+    where the device runs it fast (``node`` names the caller in the log line where it cannot)."""
     if pixels.ndim != 4 or pixels.shape[0] == 0:
         raise ValueError(f"pixels must be a non-empty IMAGE batch, got shape {tuple(pixels.shape)}")
     scale = vae.spacial_compression_encode()
@@ -58,28 +69,39 @@ def encode_pixels(vae, pixels: torch.Tensor, tiling: str = "auto", tile_size: in
         )
     _check_tiles(tile_size, overlap)
     rgb = pixels[:, :, :, :3]
-    return _code_with_tiles_when_needed(
-        lambda: vae.encode(rgb),
-        lambda: vae.encode_tiled(rgb, tile_x=tile_size, tile_y=tile_size, overlap=overlap),
-        tiling,
-        vae.memory_used_encode(rgb.movedim(-1, 1).shape, vae.vae_dtype),
-        vae,
-    )
+    with accelerated_vae(vae, node) if accelerate else nullcontext():
+        return _code_with_tiles_when_needed(
+            lambda: vae.encode(rgb),
+            lambda: vae.encode_tiled(rgb, tile_x=tile_size, tile_y=tile_size, overlap=overlap),
+            tiling,
+            vae.memory_used_encode(rgb.movedim(-1, 1).shape, vae.vae_dtype),
+            vae,
+        )
 
 
-def decode_latent(vae, latent: torch.Tensor, tiling: str = "auto", tile_size: int = 512, overlap: int = 64):
-    """The IMAGE batch of a latent batch; a video VAE's frames become images of the batch."""
+def decode_latent(
+    vae,
+    latent: torch.Tensor,
+    tiling: str = "auto",
+    tile_size: int = 512,
+    overlap: int = 64,
+    accelerate: bool = False,
+    node: str = "Img2ImgVAEDecode",
+):
+    """The IMAGE batch of a latent batch; a video VAE's frames become images of the batch. ``accelerate`` as
+    for ``encode_pixels``."""
     _check_tiles(tile_size, overlap)
     scale = vae.spacial_compression_decode()  # the tiler works in latent units
-    images = _code_with_tiles_when_needed(
-        lambda: vae.decode(latent),
-        lambda: vae.decode_tiled(
-            latent, tile_x=tile_size // scale, tile_y=tile_size // scale, overlap=overlap // scale
-        ),
-        tiling,
-        vae.memory_used_decode(latent.shape, vae.vae_dtype),
-        vae,
-    )
+    with accelerated_vae(vae, node) if accelerate else nullcontext():
+        images = _code_with_tiles_when_needed(
+            lambda: vae.decode(latent),
+            lambda: vae.decode_tiled(
+                latent, tile_x=tile_size // scale, tile_y=tile_size // scale, overlap=overlap // scale
+            ),
+            tiling,
+            vae.memory_used_decode(latent.shape, vae.vae_dtype),
+            vae,
+        )
     if images.ndim == 5:  # video VAEs return [batch, frames, ...]: one IMAGE per frame
         images = images.reshape(-1, *images.shape[-3:])
     return images

@@ -146,11 +146,11 @@ def random_tensor(name: str, like: torch.Tensor, gen: torch.Generator) -> torch.
     return 0.1 * noise
 
 
-def make_checkpoint(comfyui_dir: Path, out: Path, seed: int, dtype: torch.dtype, shape: str = "tiny") -> int:
-    """Write the checkpoint to ``out`` atomically; return the UNet parameter count."""
-    gen = torch.Generator().manual_seed(seed)
-    state, image_out = build_state_dict(comfyui_dir, shape)
-    # Integer buffers (ids, counters) carry meaning, not weights: keep them.
+def random_weights(
+    state: dict[str, torch.Tensor], image_out: str, gen: torch.Generator, mid_grey: float
+) -> dict[str, torch.Tensor]:
+    """Seeded values for every floating-point tensor of ``state`` (integer buffers, ids and counters, carry
+    meaning and are kept)."""
     tensors = {
         name: random_tensor(name, like, gen) if like.is_floating_point() else like.contiguous()
         for name, like in state.items()
@@ -160,8 +160,24 @@ def make_checkpoint(comfyui_dir: Path, out: Path, seed: int, dtype: torch.dtype,
     # inside that range instead of clamping to black or white.
     weight = tensors[image_out + "weight"]
     tensors[image_out + "weight"] = weight - weight.mean(dim=(1, 2, 3), keepdim=True)
-    mid_grey = 0.0 if shape == "sd15" else 0.5
     tensors[image_out + "bias"] = torch.full_like(tensors[image_out + "bias"], mid_grey)
+    return tensors
+
+
+def kl_vae_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
+    """SD1.5's full-shape KL-VAE alone, random float32 weights, as ComfyUI's VAE(sd=...) takes it (ComfyUI
+    imported already)."""
+    from comfy.ldm.models.autoencoder import AutoencoderKL
+
+    state = AutoencoderKL(ddconfig=SD15_VAE_CONFIG, embed_dim=4).state_dict()
+    return random_weights(state, "decoder.conv_out.", torch.Generator().manual_seed(seed), 0.0)
+
+
+def make_checkpoint(comfyui_dir: Path, out: Path, seed: int, dtype: torch.dtype, shape: str = "tiny") -> int:
+    """Write the checkpoint to ``out`` atomically; return the UNet parameter count."""
+    gen = torch.Generator().manual_seed(seed)
+    state, image_out = build_state_dict(comfyui_dir, shape)
+    tensors = random_weights(state, image_out, gen, 0.0 if shape == "sd15" else 0.5)
     tensors = {name: t.to(dtype) if t.is_floating_point() else t for name, t in tensors.items()}
     unet_params = sum(t.numel() for name, t in tensors.items() if name.startswith("model.diffusion_model."))
 
