@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .batch import Batch, Job, say
+from .batch import Batch, Job, Summary, say
 from .graph import GraphError, Parameters, checkout_root, load_template, template_checkpoint
-from .local import HostError, local_server
+from .local import HostError, load_harness, local_server
 from .results import MANIFEST_NAME, Manifest, file_sha256, resume_key
 
 # What Img2ImgLoadImage reads; a folder's other files are left out. Files named on the command line are
@@ -167,6 +168,33 @@ def _add_common_arguments(run: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="per image, then it is stopped and fails (default: 3600)",
     )
+    cluster = run.add_argument_group(
+        "Ray cluster",
+        "--ray runs the images as Ray tasks on workers that each start and own a ComfyUI server "
+        "(pip install 'comfyui-img2img[ray]'; README: the three ways to scale)",
+    )
+    cluster.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        help="a running Ray cluster's address (e.g. 10.0.0.1:6379 or auto), or 'local' for a Ray instance of "
+        "this machine for the run",
+    )
+    cluster.add_argument(
+        "--comfyui",
+        type=Path,
+        metavar="DIR",
+        help="with --ray: the ComfyUI folder (with comfyui-img2img in custom_nodes) at this path on every node "
+        "(default in a checkout: the headless host's)",
+    )
+    cluster.add_argument(
+        "--workers",
+        type=_positive_int,
+        metavar="N",
+        help="with --ray: how many ComfyUI servers (default: one per GPU Ray reports, else one)",
+    )
+    cluster.add_argument(
+        "--cpu", action="store_true", help="with --ray: ComfyUI's --cpu on every worker (else one GPU per worker)"
+    )
     run.set_defaults(parser=run)  # usage errors show the command's own usage line
 
 
@@ -217,6 +245,10 @@ def run(options: argparse.Namespace) -> int:
     except (ValueError, GraphError) as error:
         parser.error(str(error))
     root = checkout_root()
+    if options.ray:
+        return run_on_ray(options, images, template, root, graph_checkpoint)
+    if options.comfyui or options.workers or options.cpu:
+        parser.error("--comfyui, --workers and --cpu go with --ray")
     if options.server and options.models_dir:
         parser.error("--models-dir is for the local host; a --server finds checkpoints in its own models folder")
     if not options.server and root is None:
@@ -238,9 +270,42 @@ def run(options: argparse.Namespace) -> int:
         parser.exit(2, f"img2img: the local ComfyUI host did not start: {error}\n")
 
 
-def run_batch(
-    options: argparse.Namespace, images: list[Path], template: dict, servers: list[str], checkpoint: str
+def run_on_ray(
+    options: argparse.Namespace, images: list[Path], template: dict, root: Path | None, graph_checkpoint: str
 ) -> int:
+    parser = options.parser
+    if options.server or options.models_dir:
+        parser.error("--ray starts its own servers: no --server or --models-dir with it")
+    try:
+        from . import ray_cluster
+    except ImportError as error:
+        parser.error(f"--ray needs Ray ({error}): pip install 'comfyui-img2img[ray]'")
+    checkpoint = options.checkpoint or graph_checkpoint
+    comfyui = options.comfyui
+    if comfyui is None:
+        if root is None:
+            parser.error("--ray needs --comfyui DIR: the ComfyUI folder with comfyui-img2img on every node")
+        harness = load_harness(root)
+        try:
+            host = harness.build()
+        except (subprocess.CalledProcessError, OSError) as error:
+            parser.exit(2, f"img2img: building the local ComfyUI host failed: {error}\n")
+        comfyui, checkpoint = host.comfyui, options.checkpoint or harness.TEST_CHECKPOINT
+    elif not (comfyui / "main.py").is_file():
+        parser.error(f"--comfyui {comfyui} has no main.py: not a ComfyUI folder")
+    options.out.mkdir(parents=True, exist_ok=True)
+    workers = ray_cluster.connect(options.ray, options.workers, options.cpu)
+    parameters, jobs, skipped, unreadable = prepare(options, images, checkpoint)
+    batch = ray_cluster.RayBatch(
+        jobs, workers, comfyui.absolute(), options.cpu, parameters, template, options.out, options.timeout
+    )
+    return report(options, batch.run(), skipped, unreadable)
+
+
+def prepare(
+    options: argparse.Namespace, images: list[Path], checkpoint: str
+) -> tuple[Parameters, list[Job], int, list[tuple[Path, str]]]:
+    """The run's parameters and its jobs, for either backend; says what is skipped or unreadable."""
     parameters = Parameters(
         prompt=options.prompt,
         negative=options.negative,
@@ -263,10 +328,24 @@ def run_batch(
         say(f"FAILED {path}: {message}", error=True)
     if skipped:
         say(f"img2img: {skipped} of {len(images)} inputs are already in {options.out / MANIFEST_NAME}")
+    return parameters, jobs, skipped, unreadable
+
+
+def run_batch(
+    options: argparse.Namespace, images: list[Path], template: dict, servers: list[str], checkpoint: str
+) -> int:
+    parameters, jobs, skipped, unreadable = prepare(options, images, checkpoint)
     summary = Batch(jobs, servers, parameters, template, options.out, options.timeout).run()
+    return report(options, summary, skipped, unreadable)
+
+
+def report(options: argparse.Namespace, summary: Summary, skipped: int, unreadable: list) -> int:
+    """The last line of a run, and its exit status."""
     failed = summary.failed + len(unreadable)
+    if summary.elsewhere:
+        say(f"img2img: {summary.elsewhere} inputs were done by another run into {options.out} meanwhile")
     say(
-        f"img2img: {summary.done} done, {skipped} skipped, {failed} failed"
+        f"img2img: {summary.done} done, {skipped + summary.elsewhere} skipped, {failed} failed"
         + (", interrupted" if summary.interrupted else "")
         + f"; pictures and {MANIFEST_NAME} in {options.out}"
     )
