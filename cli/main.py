@@ -41,7 +41,11 @@ and started on a free loopback port for the run, with its random-weight test che
 --checkpoint names one in --models-dir (a folder of checkpoints, or a ComfyUI models folder with a
 checkpoints/ subfolder). This needs a checkout of the repository. With one or more --server URLs the
 images are spread over those servers, one job in flight on each; a server that stops answering has its
-image retried on the others.
+image retried on the others. With --ray the images are Ray tasks on workers that each start and own a
+ComfyUI server (--comfyui DIR on every node); a worker whose server dies is restarted and its image retried.
+
+runs into one DIR: each input is claimed in DIR/.img2img-claims/ before it is sent, so two runs started
+at once on the same inputs do each input once between them; the claims of a run that died are taken over.
 
 exit status: the number of images that failed (at most 255; 0 when all succeeded), 130 after Ctrl-C
 (the jobs in flight are stopped on their servers first), 2 for a usage error.
@@ -294,7 +298,10 @@ def run_on_ray(
     elif not (comfyui / "main.py").is_file():
         parser.error(f"--comfyui {comfyui} has no main.py: not a ComfyUI folder")
     options.out.mkdir(parents=True, exist_ok=True)
-    workers = ray_cluster.connect(options.ray, options.workers, options.cpu)
+    try:
+        workers = ray_cluster.connect(options.ray, options.workers, options.cpu)
+    except ray_cluster.NoGpu as error:
+        parser.exit(2, f"img2img: {error}\n")
     parameters, jobs, skipped, unreadable = prepare(options, images, checkpoint)
     batch = ray_cluster.RayBatch(
         jobs, workers, comfyui.absolute(), options.cpu, parameters, template, options.out, options.timeout

@@ -53,6 +53,10 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
+class NoGpu(Exception):
+    """Workers would wait for a GPU that the cluster does not have."""
+
+
 class ComfyWorker:
     """A Ray actor (made remote in ``start_workers``): one ComfyUI server and one image at a time."""
 
@@ -124,10 +128,13 @@ def connect(address: str, workers: int | None, cpu: bool) -> int:
         ray.init(num_cpus=cpus, include_dashboard=False, runtime_env=runtime_env, log_to_driver=False)
     else:
         ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
+    gpus = int(ray.cluster_resources().get("GPU", 0))
+    if not cpu and not gpus:
+        ray.shutdown()
+        raise NoGpu(f"Ray at {address} reports no GPU: pass --cpu to run ComfyUI on the CPU")
     if workers:
         return workers
-    gpus = int(ray.cluster_resources().get("GPU", 0))
-    return gpus if gpus and not cpu else 1
+    return gpus if not cpu else 1
 
 
 class RayBatch:

@@ -72,3 +72,19 @@ def test_the_archive_alone_runs_in_a_fresh_comfyui(comfy_host, checkout, fresh_h
     with zipfile.ZipFile(checkout / "node.zip") as archive:
         archive.extractall(fresh_host.comfyui / "custom_nodes" / PACK_FOLDER)
     assert_serves_the_pack(fresh_host, tmp_path / "server")
+
+
+def test_the_registry_reads_the_frontend_range_from_the_commands_dependencies(comfy_host, checkout):
+    """pyproject.toml's dependencies are the `img2img` command's; comfy-cli still finds the frontend range there
+    (the only place it reads it from) and publishes the rest."""
+    code = (
+        "from comfy_cli.registry.config_parser import extract_node_configuration as read\n"
+        "project = read('pyproject.toml').project\n"
+        "print(project.supported_comfyui_frontend_version)\n"
+        "print(*project.dependencies)\n"
+    )
+    python = str(comfy_host.registry_venv / "bin" / "python")
+    output = subprocess.run([python, "-c", code], cwd=checkout, capture_output=True, text=True, check=True).stdout
+    frontend, dependencies = output.splitlines()
+    assert frontend == ">=1.32.9"
+    assert {name.split(">")[0] for name in dependencies.split()} == {"requests", "websocket-client", "tqdm"}
