@@ -8,4 +8,5 @@ one_model.py   the benchmark of one model: rows beside core, accelerate, the str
 end_to_end.py  the same graph POSTed to a headless server, pack nodes against core nodes
 report.py      the results as Markdown
 main.py        the command line
+ray_throughput.py  `img2img run --ray`: images per minute, 1 vs 2 workers, a cluster on paper (bench/ray_run.py)
 """
