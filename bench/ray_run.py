@@ -1,6 +1,6 @@
 """Throughput of `img2img run --ray` on this machine, and a cluster's on paper (bench/img2img_bench/ray_throughput.py).
 
-.host/venv/bin/python bench/ray_run.py     # about 3 minutes on 2 CPU cores; results in .host/bench/ray.{json,md}
+.host/venv/bin/python bench/ray_run.py     # about 2 minutes on 2 CPU cores; results in .host/bench/ray.{json,md}
 """
 
 import sys
