@@ -39,9 +39,14 @@ class Parameters:
     fit: str
     # `sweep` only: the seeds of the contact sheet's rows (empty: the image's seed alone).
     sweep_seeds: tuple[int, ...] = ()
+    # The sampler's, encoder's and decoder's accelerate inputs (bfloat16 where the server's device has it).
+    accelerate: bool = False
 
     def as_dict(self) -> dict[str, object]:
-        return asdict(self)
+        parameters = asdict(self)
+        if not self.accelerate:
+            del parameters["accelerate"]  # so that manifests written before the option still resume
+        return parameters
 
 
 def checkout_root() -> Path | None:
@@ -122,6 +127,8 @@ def build_graph(template: dict, parameters: Parameters, seed: int, image: str) -
         # One image per prompt: core's noise stream, so a ComfyUI run with this seed gives this picture.
         batch_seed="comfy",
     )
+    for node in (sampler, _only(graph, "Img2ImgVAEEncode"), _only(graph, "Img2ImgVAEDecode")):
+        graph[node]["inputs"]["accelerate"] = parameters.accelerate
     graph[save]["inputs"]["filename_prefix"] = SAVE_PREFIX
     if isinstance(parameters.denoise, tuple):
         _sweep_instead_of_sampler(graph, sampler, save, parameters)

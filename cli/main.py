@@ -157,6 +157,12 @@ def _add_common_arguments(run: argparse.ArgumentParser) -> None:
     run.add_argument(
         "--fit", default="crop", metavar="FIT", help="to the VAE's multiple of 8: crop, pad or stretch (default: crop)"
     )
+    run.add_argument(
+        "--accelerate",
+        action="store_true",
+        help="the nodes' accelerate inputs: sampler, encoder and decoder in bfloat16 where the server's device "
+        "has it (a slightly different picture, about 3x faster on a CPU with AMX)",
+    )
     run.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder (created if needed)")
     run.add_argument(
         "--server",
@@ -327,6 +333,7 @@ def prepare(
         width=options.width,
         height=options.height,
         fit=options.fit,
+        accelerate=options.accelerate,
     )
     jobs, skipped, unreadable = plan_jobs(
         images, options.seed, options.per_image_seeds, parameters, Manifest(options.out)

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import zipfile
+from dataclasses import replace
 
 import pytest
 from img2img_cli import graph as cli_graph
@@ -82,6 +83,19 @@ def test_the_graph_is_the_plain_chain_with_every_input_set():
     expected_load = {"image": "img2img-cli/abc-photo.png", "folder": "", "limit": 1, "width": 96, "height": 0}
     assert {name: load["inputs"][name] for name in expected_load} == expected_load
     assert load["inputs"]["fit"] == "pad"
+
+
+def test_accelerate_sets_the_sampler_encoder_and_decoder_and_keeps_old_resume_keys():
+    accelerate_inputs = {}
+    for parameters in (PARAMETERS, replace(PARAMETERS, accelerate=True)):
+        graph, _ = build_graph(load_template(), parameters, seed=77, image="photo.png")
+        accelerate_inputs[parameters.accelerate] = [
+            node_of(graph, class_type)[1]["inputs"]["accelerate"]
+            for class_type in ("Img2ImgVAEEncode", "Img2ImgKSampler", "Img2ImgVAEDecode")
+        ]
+    assert accelerate_inputs == {False: [False] * 3, True: [True] * 3}
+    assert "accelerate" not in PARAMETERS.as_dict()  # a manifest from before the option still matches
+    assert replace(PARAMETERS, accelerate=True).as_dict()["accelerate"] is True
 
 
 def test_inputs_are_image_files_of_folders_and_named_files_sorted_once(tmp_path):
