@@ -6,18 +6,24 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 
 import torch
 
 import img2img_host as host_harness
 
+from .cli_throughput import cli_throughput
 from .comfyui import import_comfyui, load_pack
 from .device import log
-from .end_to_end import end_to_end
+from .end_to_end import Case, end_to_end
 from .measure import matmul_rate
 from .one_model import Bench
 from .report import machine, report
 from .specs import PARTS, SD15, TINY, TINY_NAME, TINY_QUICK, ensure_sd15
+from .whole_graph import breakdown
+
+# What the whole-graph parts measure: N = 20 at three strengths, what users run (quick: the test checkpoint).
+WHOLE_STEPS, WHOLE_STRENGTHS = 20, (0.3, 0.5, 0.8)
 
 DESCRIPTION = "The pack beside ComfyUI core, in one process on one machine: what img2img costs and where it goes."
 
@@ -30,6 +36,11 @@ def main(argv: list[str] | None = None) -> int:
         "--parts",
         default=",".join(PARTS),
         help=f"what to measure, comma-separated from {','.join(PARTS)} (default: all)",
+    )
+    parser.add_argument(
+        "--server-sizes",
+        default="256,512",
+        help="image sides of the full-shape SD1.5 end-to-end graphs, comma-separated (default: 256,512)",
     )
     options = parser.parse_args(argv)
     if options.repeats < 1:
@@ -60,11 +71,29 @@ def main(argv: list[str] | None = None) -> int:
     for spec in specs:
         bench = Bench(comfy_nodes, pack, spec, checkpoints[spec.name], options.repeats)
         results["models"].append(bench.run(results["matmul_rate"], parts))
+        if "whole" in parts:
+            bench.spec = replace(spec, steps=WHOLE_STEPS)
+            results["models"][-1]["whole"] = breakdown(bench, 0.5, results["matmul_rate"])
         del bench
         comfy.model_management.unload_all_models()
         comfy.model_management.soft_empty_cache()
     if "server" in parts:
-        results["server"] = end_to_end(host, models_dir, specs, options.repeats, out / "server")
+        if options.quick:
+            cases = [Case(TINY_NAME, TINY_QUICK.checkpoint, TINY_QUICK.size, TINY_QUICK.steps, 0.5)]
+        else:
+            sizes = [int(size) for size in options.server_sizes.split(",")]
+            cases = [Case(SD15.name, SD15.checkpoint, size, WHOLE_STEPS, s) for size in sizes for s in WHOLE_STRENGTHS]
+        results["server"] = end_to_end(host, models_dir, cases, options.repeats, out / "server")
+    if "cli" in parts:
+        spec = TINY_QUICK if options.quick else SD15
+        results["cli"] = cli_throughput(
+            spec.checkpoint,
+            models_dir if not options.quick else host.checkpoint.parent,
+            spec.size,
+            WHOLE_STEPS,
+            0.5,
+            16,
+        )
     results["seconds"] = time.monotonic() - started
     name = ("quick" if options.quick else "full") + ("" if parts == PARTS else "-" + "-".join(parts))
     out.mkdir(parents=True, exist_ok=True)

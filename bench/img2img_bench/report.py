@@ -48,16 +48,12 @@ def report(results: dict) -> str:
             lines += accelerate_report(accelerate)
         if model["curve"]:
             lines += curve_report(model)
+        if model.get("whole"):
+            lines += whole_report(model["whole"])
     if results.get("server"):
-        lines += ["### End to end through the server (prompt time from its execution messages; s = 0.5, euler)", ""]
-        lines += table(
-            ("model", "pack graph", "core graph", "pack / core"),
-            (
-                (name, seconds(row["pack"]), seconds(row["core"]), f"**{row['ratio']:.3f}**")
-                for name, row in results["server"].items()
-            ),
-        )
-        lines.append("")
+        lines += server_report(results["server"])
+    if results.get("cli"):
+        lines += cli_report(results["cli"])
     return "\n".join(lines)
 
 
@@ -75,6 +71,80 @@ PER_STEP_HEADER = (
     "pack / floor",
     "H100 floor (projected)",
 )
+
+
+def server_report(server: dict) -> list[str]:
+    names = list(server["rows"][0]["seconds"])
+    lines = [
+        "### End to end through the server (prompt time from its execution messages; euler, cfg 7)",
+        "",
+        "Each graph's time, and the accelerated pack graph's speed-up over the other three (their time over its).",
+        "",
+    ]
+    lines += table(
+        ("model", "size", "N", "s", *names, *(f"accelerated vs {name}" for name in names[1:])),
+        (
+            (
+                row["case"]["model"],
+                f"{row['case']['size']}²",
+                str(row["case"]["steps"]),
+                f"{row['case']['denoise']:g}",
+                *(seconds(row["seconds"][name]) for name in names),
+                *(f"**{row['seconds'][name] / row['seconds'][names[0]]:.2f}×**" for name in names[1:]),
+            )
+            for row in server["rows"]
+        ),
+    )
+    peaks = ", ".join(f"{name} {value / 2**30:.2f} GiB" for name, value in server["peak_rss"].items())
+    case = server["peak_rss_case"]
+    lines += [
+        "",
+        f"Peak RSS (VmHWM) of a server running only that graph ({case['size']}², s = {case['denoise']:g}, a warm-up "
+        f"and one run): {peaks}.",
+        "",
+    ]
+    return lines
+
+
+def cli_report(cli: dict) -> list[str]:
+    lines = [
+        f"### `img2img run` over one local server ({cli['images']} pictures, {cli['size']}², N = {cli['steps']}, "
+        f"s = {cli['denoise']:g}, {cli['checkpoint']}; each image's own time from the manifest)",
+        "",
+    ]
+    lines += table(
+        ("accelerate", "images", "seconds", "images per minute"),
+        (
+            (state, str(cli[key]["images"]), seconds(cli[key]["seconds"]), f"**{cli[key]['images_per_min']:.1f}**")
+            for state, key in (("off", "plain"), ("on", "accelerate"))
+        ),
+    )
+    return [*lines, ""]
+
+
+def whole_report(whole: dict) -> list[str]:
+    lines = [
+        f"Where the accelerated graph's time goes (in this process, s = {whole['denoise']:g}, "
+        f"{whole['model_steps']} model steps; floor: FLOPs of the plain path over the bfloat16 matmul rate):",
+        "",
+    ]
+    total = sum(part["seconds"] for part in whole["parts"].values())
+    lines += table(
+        ("part", "time", "share", "FLOPs", "floor", "time / floor"),
+        (
+            (
+                name,
+                seconds(part["seconds"]),
+                f"{part['seconds'] / total:.0%}",
+                f"{part['flops'] / 1e12:.3f} T" if part["flops"] else "–",
+                seconds(part["floor_s"]) if part["flops"] else "–",
+                f"{part['seconds'] / part['floor_s']:.1f}×" if part["flops"] else "–",
+            )
+            for name, part in whole["parts"].items()
+        ),
+    )
+    lines += ["", f"Per model step: {seconds(whole['per_step_s'])}.", ""]
+    return lines
 
 
 def rows_report(model: dict) -> list[str]:

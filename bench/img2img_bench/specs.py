@@ -15,7 +15,7 @@ PACK_ROOT = Path(__file__).resolve().parents[2]
 H100_FLOPS = 790e12
 SAMPLE_IMAGE = PACK_ROOT / "example_workflows" / "input" / "sample.png"
 SD15_CHECKPOINT = "img2img-bench-sd15-full.safetensors"
-PARTS = ("rows", "accelerate", "curve", "server")
+PARTS = ("rows", "accelerate", "curve", "server", "whole", "cli")
 POSITIVE, NEGATIVE = "a watercolor painting of hills at sunset", "blurry, low quality"
 
 
