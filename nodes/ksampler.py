@@ -29,7 +29,6 @@ from .sampling import (
     plan_ui,
     run,
     schedule_for_map,
-    schedule_for_strength,
 )
 
 
@@ -103,23 +102,17 @@ class Img2ImgKSampler:
             note = f" · continued from step {schedule.first_step + 1} of the incoming plan, with its seed"
         else:
             clean = check_latent_channels(model, latent_image["samples"], "latent_image")
-            pixel_starts = None
-            if strength_map is None:
-                schedule = schedule_for_strength(
-                    model_sampling(model), sampler_name, scheduler, steps, denoise, strength_mode
-                )
-            else:
-                schedule, pixel_starts = schedule_for_map(
-                    model_sampling(model),
-                    sampler_name,
-                    scheduler,
-                    steps,
-                    denoise,
-                    strength_mode,
-                    strength_map,
-                    clean,
-                    latent_image.get("noise_mask"),
-                )
+            schedule, pixel_starts = schedule_for_map(
+                model_sampling(model),
+                sampler_name,
+                scheduler,
+                steps,
+                denoise,
+                strength_mode,
+                strength_map,
+                clean,
+                latent_image.get("noise_mask"),
+            )
             noise = noise_for(latent_image, clean, seed, batch_seed)
             start = None
             note = ""

@@ -20,7 +20,6 @@ from .sampling import (
     noised_start,
     plan_ui,
     schedule_for_map,
-    schedule_for_strength,
 )
 
 
@@ -56,22 +55,10 @@ class Img2ImgNoiseAtStrength:
         self, model, latent, seed, steps, denoise, sampler_name, scheduler, strength_mode, batch_seed, strength_map=None
     ):
         clean = check_latent_channels(model, latent["samples"], "latent")
-        sampling = model_sampling(model)
-        pixel_starts = None
-        if strength_map is None:
-            schedule = schedule_for_strength(sampling, sampler_name, scheduler, steps, denoise, strength_mode)
-        else:
-            schedule, pixel_starts = schedule_for_map(
-                sampling,
-                sampler_name,
-                scheduler,
-                steps,
-                denoise,
-                strength_mode,
-                strength_map,
-                clean,
-                latent.get("noise_mask"),
-            )
+        schedule, pixel_starts = schedule_for_map(
+            model_sampling(model), sampler_name, scheduler, steps, denoise, strength_mode, strength_map, clean,
+            latent.get("noise_mask"),
+        )  # fmt: skip
         noise = noise_for(latent, clean, seed, batch_seed)
         start = None if schedule.model_steps == 0 else noised_start(model, clean, noise, schedule)
         plan = NoisedLatentPlan(

@@ -254,11 +254,14 @@ def schedule_for_map(
     steps: int,
     denoise: float,
     mode: str,
-    strength_map: torch.Tensor,
+    strength_map: torch.Tensor | None,
     latent: torch.Tensor,
     noise_mask: torch.Tensor | None,
-) -> tuple[PartialSchedule, PixelStarts]:
-    """The plan of the strongest pixel of ``strength_map`` and where every pixel of the latent starts on it."""
+) -> tuple[PartialSchedule, PixelStarts | None]:
+    """The plan of the strongest pixel of ``strength_map`` and where every pixel of the latent starts on it;
+    without a map, the whole latent's plan (and None)."""
+    if strength_map is None:
+        return schedule_for_strength(sampling, sampler_name, scheduler, steps, denoise, mode), None
     values = map_at_latent(strength_map, latent.shape, noise_mask).to(latent.device)
     weakest, strongest = (pixel_strength(denoise, float(bound)) for bound in values.aminmax())
     schedule = schedule_for_strength(sampling, sampler_name, scheduler, steps, strongest, mode)

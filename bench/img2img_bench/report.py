@@ -124,8 +124,9 @@ def cli_report(cli: dict) -> list[str]:
 
 def whole_report(whole: dict) -> list[str]:
     lines = [
-        f"Where the accelerated graph's time goes (in this process, s = {whole['denoise']:g}, "
-        f"{whole['model_steps']} model steps; floor: FLOPs of the plain path over the bfloat16 matmul rate):",
+        f"Where the accelerated graph's time goes (in this process, {whole['size']}², N = {whole['steps']}, "
+        f"s = {whole['denoise']:g}, {whole['model_steps']} model steps; floor: FLOPs of the plain path over the "
+        "bfloat16 matmul rate):",
         "",
     ]
     total = sum(part["seconds"] for part in whole["parts"].values())

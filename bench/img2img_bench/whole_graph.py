@@ -51,7 +51,7 @@ def breakdown(bench: Bench, denoise: float, rates: dict[str, float]) -> dict:
         "sampler": model_steps * bench.flops_per_step(1),
         "decode": counted_flops(lambda: decoder.decode(samples, vae, "never", 512, 64)),
     }
-    result = {"denoise": denoise, "model_steps": model_steps, "parts": {}}
+    result = {"size": size, "steps": bench.spec.steps, "denoise": denoise, "model_steps": model_steps, "parts": {}}
     for name, run in parts.items():
         seconds = median_time(run, bench.repeats)["median_s"]
         floor = flops.get(name, 0.0) / rates["bfloat16"]

@@ -99,7 +99,8 @@ def test_noise_at_strength_with_a_map_then_ksampler_equals_ksampler_with_the_map
     continued, ui = sample(comfy_runtime, noised, denoise=0.8, mode="comfy", sampler="dpmpp_2m_sde")
     alone, _ = sample(comfy_runtime, clean, denoise=0.8, mode="comfy", sampler="dpmpp_2m_sde", strength_map=ramp)
     assert difference(continued, alone) <= TOLERANCE
-    assert ui["text"][0].startswith("strength map 0–0.8: steps 1–10 of 10 for the strongest pixels")
+    # The ramp resized to the 8×8 latent spans 0.056–0.944 of the map: comfy mode stretches to 13 steps.
+    assert ui["text"][0].startswith("strength map 0.0444444–0.755556: steps 4–13 of 13 for the strongest pixels")
     plain, _ = sample(comfy_runtime, clean, denoise=0.8, mode="comfy", sampler="dpmpp_2m_sde")
     assert difference(alone, plain) > 0.1
     with pytest.raises(ValueError, match="strength_map"):
