@@ -117,10 +117,12 @@ def run_graph(server: host_harness.Server, case: Case, name: str, run: int) -> f
     return seconds
 
 
-def end_to_end(host: host_harness.Host, models_dir: Path, cases: list[Case], repeats: int, workdir: Path) -> dict:
+def end_to_end(
+    host: host_harness.Host, models_dir: Path, cases: list[Case], repeats: int, workdir: Path, memory: bool = True
+) -> dict:
     """Median prompt time of each graph in each case, the four graphs taking turns in one server so that they
     share the machine's moods (run 0 loads the checkpoint and makes the kept copies, and is not counted); then
-    each graph's peak RSS in a server of its own, over a warm-up and one run of the middle case."""
+    each graph's peak RSS in a server of its own, over a warm-up and one run of the middle case (``memory``)."""
     shutil.rmtree(workdir, ignore_errors=True)
     times = {(case, name): [] for case in cases for name in GRAPHS}
     runs = 0
@@ -134,7 +136,7 @@ def end_to_end(host: host_harness.Host, models_dir: Path, cases: list[Case], rep
                         times[case, name].append(seconds)
     peaks = {}
     middle = cases[len(cases) // 2]
-    for index, name in enumerate(GRAPHS):
+    for index, name in enumerate(GRAPHS if memory else ()):
         with bench_server(host, workdir / f"memory_{index}", models_dir) as server:
             for _ in range(2):
                 runs += 1

@@ -83,7 +83,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             sizes = [int(size) for size in options.server_sizes.split(",")]
             cases = [Case(SD15.name, SD15.checkpoint, size, WHOLE_STEPS, s) for size in sizes for s in WHOLE_STRENGTHS]
-        results["server"] = end_to_end(host, models_dir, cases, options.repeats, out / "server")
+        # Quick: two counted runs and no memory pass, to stay under 3 minutes.
+        repeats = min(options.repeats, 2) if options.quick else options.repeats
+        results["server"] = end_to_end(host, models_dir, cases, repeats, out / "server", memory=not options.quick)
     if "cli" in parts:
         spec = TINY_QUICK if options.quick else SD15
         results["cli"] = cli_throughput(

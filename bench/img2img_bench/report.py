@@ -95,6 +95,8 @@ def server_report(server: dict) -> list[str]:
             for row in server["rows"]
         ),
     )
+    if not server["peak_rss"]:
+        return [*lines, "", "Peak RSS: not measured (--quick).", ""]
     peaks = ", ".join(f"{name} {value / 2**30:.2f} GiB" for name, value in server["peak_rss"].items())
     case = server["peak_rss_case"]
     lines += [
