@@ -8,7 +8,8 @@ from PIL import Image
 from pack_under_test import PACK_ROOT
 
 PYPROJECT = tomllib.loads((PACK_ROOT / "pyproject.toml").read_text(encoding="utf-8"))
-RUNTIME = {"torch", "safetensors", "numpy", "pillow"}
+RUNTIME = {"torch", "safetensors", "numpy", "pillow"}  # the pack's, installed by Manager from requirements.txt
+COMMAND = {"requests", "websocket-client", "tqdm"}  # the img2img command's: the wheel's dependencies
 # Registry metadata, not something to install beside ComfyUI: the frontend versions the plan line is tested on.
 FRONTEND = "comfyui-frontend-package"
 
@@ -25,7 +26,7 @@ def test_project_fields_the_registry_requires():
     assert (PACK_ROOT / project["license"]["file"]).is_file()
     assert project["urls"]["Repository"].startswith("https://")
     assert project["urls"]["Issues"] == project["urls"]["Repository"] + "/issues"
-    assert requirement_names(project["dependencies"]) == RUNTIME | {FRONTEND}
+    assert requirement_names(project["dependencies"]) == COMMAND | {FRONTEND}
     assert f"{FRONTEND}>=1.32.9" in project["dependencies"]
 
 
@@ -52,12 +53,14 @@ def test_the_icon_is_a_square_png():
         assert icon.format == "PNG" and icon.width == icon.height >= 128
 
 
-def test_requirements_txt_matches_pyproject():
-    """ComfyUI-Manager pip-installs each line (not the frontend: that stays ComfyUI's); it reads the file with the
-    platform's default encoding, so the file is ASCII."""
+def test_requirements_txt_holds_the_packs_runtime_and_pyproject_the_commands():
+    """ComfyUI-Manager pip-installs each line of requirements.txt (not the frontend: that stays ComfyUI's); it
+    reads the file with the platform's default encoding, so the file is ASCII. The command's wheel needs none of
+    the pack's runtime (no torch)."""
     text = (PACK_ROOT / "requirements.txt").read_bytes().decode("ascii")
     lines = [line for line in text.splitlines() if not line.startswith("#")]
-    assert requirement_names(lines) == requirement_names(PYPROJECT["project"]["dependencies"]) - {FRONTEND}
+    assert requirement_names(lines) == RUNTIME
+    assert not requirement_names(PYPROJECT["project"]["dependencies"]) & RUNTIME
 
 
 def test_no_install_script_and_nothing_networked_or_path_changing_in_the_pack():
