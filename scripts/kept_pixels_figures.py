@@ -12,6 +12,7 @@ difference per pixel (ΔE) and how far apart the L, a and b channels' means and 
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import tempfile
@@ -28,6 +29,7 @@ STRENGTHS = (0.3, 0.6)
 SEEDS = (11, 12, 13)
 
 
+@functools.cache
 def _kept_pixels():
     """The pack's colour module (numpy and torch only): the same CIELAB as the correction matches in."""
     path = host_harness.PACK_ROOT / "nodes" / "core" / "kept_pixels.py"
