@@ -5,6 +5,8 @@ ComfyUI runs a UNet in float32 on a CPU and uses its sub-quadratic attention the
 device has native bfloat16 matrix units (AVX512-BF16 or AMX on a CPU, any recent GPU), the pack
 runs the UNet's weights in bfloat16 for the length of one sampling run and uses PyTorch's fused
 ``scaled_dot_product_attention``. The loop, the sigmas and the latents stay float32. On a CPU the
+convolutions and linear layers run on weights in oneDNN's own blocked layout (packed once, at their first
+call: a plain bfloat16 weight is reordered on every call, which cost more than half of a step), and the
 bfloat16 copy of one model is kept for the next run while ComfyUI's patches on it are unchanged.
 
 The weights are converted after ComfyUI has loaded and patched the model (LoRA and other weight
@@ -27,6 +29,7 @@ from contextlib import contextmanager
 import comfy.ldm.modules.attention
 import comfy.ldm.modules.diffusionmodules.model as vae_blocks
 import comfy.model_management
+import comfy.ops
 import comfy.samplers
 import torch
 
@@ -120,35 +123,115 @@ def weights_in(
     """``module``'s float32 parameters and buffers in ``dtype`` until the block ends, then the originals again.
 
     The tensors' ``.data`` is swapped, not the Parameter objects, which ComfyUI's model patcher holds on to.
-    ``patches_key`` names the state of the weights (ComfyUI's patches on them); on a CPU the converted
-    tensors are kept for the next run with the same state.
+    Where oneDNN runs ``dtype`` (a CPU), convolutions and linear layers run on their weights in oneDNN's own
+    blocked layout instead, packed at their first call. ``patches_key`` names the state of the weights
+    (ComfyUI's patches on them); on a CPU the converted tensors are kept for the next run with that state.
     """
-    tensors = [t for t in (*module.parameters(), *module.buffers()) if t.dtype == torch.float32]
+    layers = packable_layers(module, dtype)
+    packed_weights = {id(layer.weight) for layer in layers}
+    tensors = [
+        t for t in (*module.parameters(), *module.buffers()) if t.dtype == torch.float32 and id(t) not in packed_weights
+    ]
     originals = [t.data for t in tensors]
     declared = getattr(module, "dtype", None)  # ComfyUI's UNet casts its inputs to this; a VAE has none
     try:
-        converted = converted_tensors(module, originals, dtype, patches_key, slot)
-        for tensor, copy in zip(tensors, converted, strict=True):
+        kept = converted_weights(module, originals, layers, dtype, patches_key, slot)
+        for tensor, copy in zip(tensors, kept.tensors, strict=True):
             tensor.data = copy
+        for index, layer in enumerate(layers):
+            layer.forward = PackedForward(layer, kept.packed, index, dtype)
         if declared is not None:
             module.dtype = dtype
         yield
     finally:
         for tensor, original in zip(tensors, originals, strict=True):
             tensor.data = original
+        for layer in layers:
+            vars(layer).pop("forward", None)
         if declared is not None:
             module.dtype = declared
 
 
+def packable_layers(module: torch.nn.Module, dtype: torch.dtype) -> list[torch.nn.Module]:
+    """The convolutions and linear layers of ``module`` that can run on oneDNN-packed ``dtype`` weights: on a
+    CPU, float32 layers that run their plain forward (no casts or weight patches on the fly, zero padding)."""
+    parameter = next(module.parameters(), None)
+    if parameter is None or parameter.device.type != "cpu" or dtype != torch.bfloat16:
+        return []
+    if not torch.backends.mkldnn.is_available():
+        return []
+
+    def packable(layer: torch.nn.Module) -> bool:
+        if type(layer).forward not in PLAIN_FORWARDS or "forward" in vars(layer):
+            return False  # another forward than the one packing replaces, or one patched by someone else
+        if getattr(layer, "comfy_cast_weights", False) or getattr(layer, "weight_function", None):
+            return False
+        if getattr(layer, "bias_function", None) or layer.weight.dtype != torch.float32:
+            return False
+        return isinstance(layer, torch.nn.Linear) or (
+            layer.padding_mode == "zeros" and not isinstance(layer.padding, str)
+        )
+
+    return [layer for layer in module.modules() if isinstance(layer, PACKED_TYPES) and packable(layer)]
+
+
+PACKED_TYPES = (torch.nn.Conv2d, torch.nn.Linear)
+# The forwards that compute exactly F.conv2d / F.linear of the layer's own weight: torch's and ComfyUI's ops'.
+PLAIN_FORWARDS = {
+    torch.nn.Conv2d.forward,
+    torch.nn.Linear.forward,
+    comfy.ops.disable_weight_init.Conv2d.forward,
+    comfy.ops.disable_weight_init.Linear.forward,
+}
+
+
+class PackedForward:
+    """A convolution's or linear layer's forward on its weight in oneDNN's blocked layout, packed at the first
+    call for that call's input shape (oneDNN picks the layout by it; any other shape still runs). The output
+    of a packed convolution comes back in the layout oneDNN computed it in (channels-last), which the next
+    convolution takes without a reorder."""
+
+    def __init__(self, layer: torch.nn.Module, packed: list, index: int, dtype: torch.dtype) -> None:
+        self.layer, self.packed, self.index, self.dtype = layer, packed, index, dtype
+
+    def __call__(self, input: torch.Tensor) -> torch.Tensor:
+        comfy.model_management.throw_exception_if_processing_interrupted()  # as ComfyUI's ops do every layer
+        layer, weight = self.layer, self.packed[self.index]
+        if isinstance(layer, torch.nn.Linear):
+            if weight is None:
+                rows = input.numel() // input.shape[-1]
+                weight = torch.ops.mkldnn._reorder_linear_weight(layer.weight.to(self.dtype), rows)
+                self.packed[self.index] = weight
+            return torch.ops.mkldnn._linear_pointwise(input, weight, layer.bias, "none", [], "")
+        geometry = (list(layer.padding), list(layer.stride), list(layer.dilation), layer.groups)
+        if weight is None:
+            weight = torch.ops.mkldnn._reorder_convolution_weight(
+                layer.weight.to(self.dtype), *geometry, list(input.shape)
+            )
+            self.packed[self.index] = weight
+        return torch.ops.mkldnn._convolution_pointwise(input, weight, layer.bias, *geometry, "none", [], "")
+
+
+class ConvertedWeights:
+    """A module's weights in low precision: plain tensors, and oneDNN-packed ones filled in as layers run."""
+
+    def __init__(self, tensors: list[torch.Tensor], layers: int) -> None:
+        self.tensors = tensors
+        self.packed: list[torch.Tensor | None] = [None] * layers
+
+    def bytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in (*self.tensors, *self.packed) if t is not None)
+
+
 # The last converted weights on a CPU, one model per slot ("unet", "vae"):
-# {slot: {"module": weak reference, "key": ..., "tensors": [...]}}.
+# {slot: {"module": weak reference, "key": ..., "weights": ConvertedWeights}}.
 _kept: dict[str, dict[str, object]] = {}
 
 
 def kept_bytes(slot: str | None = None) -> int:
     """The bytes of the kept copies, of one slot or of all."""
     kept = _kept.values() if slot is None else [_kept[slot]] if slot in _kept else []
-    return sum(t.numel() * t.element_size() for copy in kept for t in copy["tensors"])
+    return sum(copy["weights"].bytes() for copy in kept)
 
 
 def release_kept_copy(slot: str | None = None) -> None:
@@ -159,10 +242,16 @@ def release_kept_copy(slot: str | None = None) -> None:
         _kept.pop(slot, None)
 
 
-def converted_tensors(
-    module: torch.nn.Module, originals: list[torch.Tensor], dtype: torch.dtype, patches_key: object, slot: str
-) -> list[torch.Tensor]:
-    """``originals`` in ``dtype``, reused from the last run on a CPU while the weights are the same ones.
+def converted_weights(
+    module: torch.nn.Module,
+    originals: list[torch.Tensor],
+    layers: list[torch.nn.Module],
+    dtype: torch.dtype,
+    patches_key: object,
+    slot: str,
+) -> ConvertedWeights:
+    """``originals`` in ``dtype`` and room for ``layers``' packed weights, reused from the last run on a CPU
+    while the weights are the same ones.
 
     On a CPU, writing a fresh copy costs more than converting: the memory is new to the process each run
     (about 2 s for SD1.5's UNet on 2 cores, half of a 4-step run). One model's copy is kept per slot (the
@@ -171,20 +260,22 @@ def converted_tensors(
     nothing that ComfyUI's memory management does not know about.
     """
     if originals and originals[0].device.type != "cpu":
-        return [t.to(dtype) for t in originals]
-    key = (patches_key, dtype, tuple(t.data_ptr() for t in originals))
+        return ConvertedWeights([t.to(dtype) for t in originals], len(layers))
+    weights = [layer.weight.data for layer in layers]
+    # The packed weights are found by their layer's place in ``layers``: the layers belong to the key too.
+    key = (patches_key, dtype, tuple(t.data_ptr() for t in (*originals, *weights)), tuple(map(id, layers)))
     kept = _kept.get(slot)
     if kept is not None and kept["module"]() is module and kept["key"] == key:
-        return kept["tensors"]
+        return kept["weights"]
     release_kept_copy(slot)  # before converting: never hold two copies of one slot
-    tensors = [t.to(dtype) for t in originals]
+    converted = ConvertedWeights([t.to(dtype) for t in originals], len(layers))
 
     def release_if_still_kept(reference: weakref.ref) -> None:
         if _kept.get(slot, {}).get("module") is reference:
             release_kept_copy(slot)
 
-    _kept[slot] = {"module": weakref.ref(module, release_if_still_kept), "key": key, "tensors": tensors}
-    return tensors
+    _kept[slot] = {"module": weakref.ref(module, release_if_still_kept), "key": key, "weights": converted}
+    return converted
 
 
 def vae_accelerated_dtype(vae) -> tuple[torch.dtype | None, str]:

@@ -67,3 +67,27 @@ def clean(comfy_runtime) -> dict:
 def inference_mode():
     with torch.inference_mode():
         yield
+
+
+@pytest.fixture
+def layer_forwards():
+    """``layer_forwards(module, run)``: runs ``run()`` and gives the names of the forwards that the module's
+    convolutions and linear layers called instead of their class's (``"PackedForward"``: oneDNN-packed
+    weights), and whether any layer still had such a forward after the run."""
+
+    def observe(module: torch.nn.Module, run) -> tuple[set[str], bool]:
+        layers = [m for m in module.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+        seen: set[str] = set()
+
+        def record(layer, inputs):
+            seen.add(type(vars(layer).get("forward")).__name__)
+
+        hooks = [layer.register_forward_pre_hook(record) for layer in layers]
+        try:
+            run()
+        finally:
+            for hook in hooks:
+                hook.remove()
+        return seen, any("forward" in vars(layer) for layer in layers)
+
+    return observe

@@ -96,6 +96,20 @@ def test_accelerate_leaves_the_float32_weights_as_they_were(comfy_runtime, laten
     )
 
 
+def test_layers_run_on_packed_weights_during_an_accelerated_run_only(
+    comfy_runtime, latent, accelerates, layer_forwards
+):
+    """On a CPU with bfloat16 units every convolution and linear layer of the UNet runs on oneDNN-packed
+    weights (a plain bfloat16 weight is reordered on every call); afterwards the layers are their own again."""
+    unet = comfy_runtime.model.model.diffusion_model
+    seen, left = layer_forwards(unet, lambda: pack(comfy_runtime, comfy_runtime.model, latent, accelerate=True))
+    packs = accelerates and comfy_runtime.model.load_device.type == "cpu"
+    assert seen == ({"PackedForward"} if packs else {"NoneType"})
+    assert not left
+    seen, _ = layer_forwards(unet, lambda: pack(comfy_runtime, comfy_runtime.model, latent, accelerate=False))
+    assert seen == {"NoneType"}
+
+
 def test_a_patched_model_gives_the_same_result_through_the_pack_as_through_core(comfy_runtime, latent, accelerates):
     model = patched(comfy_runtime.model, scale=0.5)
     plain = pack(comfy_runtime, model, latent, accelerate=False)
