@@ -122,7 +122,7 @@ def end_to_end(
 ) -> dict:
     """Median prompt time of each graph in each case, the four graphs taking turns in one server so that they
     share the machine's moods (run 0 loads the checkpoint and makes the kept copies, and is not counted); then
-    each graph's peak RSS in a server of its own, over a warm-up and one run of the middle case (``memory``)."""
+    each graph's peak RSS in a server of its own, over a warm-up and one run at s = 0.5 of each size (``memory``)."""
     shutil.rmtree(workdir, ignore_errors=True)
     times = {(case, name): [] for case in cases for name in GRAPHS}
     runs = 0
@@ -134,16 +134,27 @@ def end_to_end(
                     seconds = run_graph(server, case, name, runs)
                     if repeat:
                         times[case, name].append(seconds)
-    peaks = {}
-    middle = cases[len(cases) // 2]
-    for index, name in enumerate(GRAPHS if memory else ()):
-        with bench_server(host, workdir / f"memory_{index}", models_dir) as server:
-            for _ in range(2):
-                runs += 1
-                run_graph(server, middle, name, runs)
-            peaks[name] = peak_rss_bytes(server.process.pid)
+    peaks = []
+    for case in memory_cases(cases) if memory else ():
+        peak = {"case": case.__dict__, "bytes": {}}
+        for index, name in enumerate(GRAPHS):
+            with bench_server(host, workdir / f"memory_{case.size}_{index}", models_dir) as server:
+                for _ in range(2):
+                    runs += 1
+                    run_graph(server, case, name, runs)
+                peak["bytes"][name] = peak_rss_bytes(server.process.pid)
+        peaks.append(peak)
     rows = [
         {"case": case.__dict__, "seconds": {name: statistics.median(times[case, name]) for name in GRAPHS}}
         for case in cases
     ]
-    return {"rows": rows, "peak_rss": peaks, "peak_rss_case": middle.__dict__}
+    return {"rows": rows, "peak_rss": peaks}
+
+
+def memory_cases(cases: list[Case]) -> list[Case]:
+    """One case a size for the memory pass: the one nearest to s = 0.5."""
+    nearest: dict[int, Case] = {}
+    for case in cases:
+        if case.size not in nearest or abs(case.denoise - 0.5) < abs(nearest[case.size].denoise - 0.5):
+            nearest[case.size] = case
+    return list(nearest.values())
