@@ -121,19 +121,21 @@ def end_to_end(
     host: host_harness.Host, models_dir: Path, cases: list[Case], repeats: int, workdir: Path, memory: bool = True
 ) -> dict:
     """Median prompt time of each graph in each case, the four graphs taking turns in one server so that they
-    share the machine's moods (run 0 loads the checkpoint and makes the kept copies, and is not counted); then
-    each graph's peak RSS in a server of its own, over a warm-up and one run at s = 0.5 of each size (``memory``)."""
+    share the machine's moods (a warm-up run of each graph on the first case loads the checkpoint and makes the
+    kept copies, and is not counted); then each graph's peak RSS in a server of its own, over a warm-up and one
+    run at s = 0.5 of the smallest size (``memory``: at 512² core's N-step graph alone takes minutes a run)."""
     shutil.rmtree(workdir, ignore_errors=True)
     times = {(case, name): [] for case in cases for name in GRAPHS}
     runs = 0
     with bench_server(host, workdir / "times", models_dir) as server:
+        for name in GRAPHS:  # the warm-up: loads the checkpoint and makes the kept copies
+            runs += 1
+            run_graph(server, cases[0], name, runs)
         for case in cases:
-            for repeat in range(repeats + 1):
+            for _ in range(repeats):
                 for name in GRAPHS:
                     runs += 1
-                    seconds = run_graph(server, case, name, runs)
-                    if repeat:
-                        times[case, name].append(seconds)
+                    times[case, name].append(run_graph(server, case, name, runs))
     peaks = []
     for case in memory_cases(cases) if memory else ():
         peak = {"case": case.__dict__, "bytes": {}}
@@ -152,9 +154,6 @@ def end_to_end(
 
 
 def memory_cases(cases: list[Case]) -> list[Case]:
-    """One case a size for the memory pass: the one nearest to s = 0.5."""
-    nearest: dict[int, Case] = {}
-    for case in cases:
-        if case.size not in nearest or abs(case.denoise - 0.5) < abs(nearest[case.size].denoise - 0.5):
-            nearest[case.size] = case
-    return list(nearest.values())
+    """The memory pass's case: the smallest size, at the strength nearest to s = 0.5."""
+    smallest = min(case.size for case in cases)
+    return [min((case for case in cases if case.size == smallest), key=lambda case: abs(case.denoise - 0.5))]
