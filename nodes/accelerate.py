@@ -5,9 +5,9 @@ ComfyUI runs a UNet in float32 on a CPU and uses its sub-quadratic attention the
 device has native bfloat16 matrix units (AVX512-BF16 or AMX on a CPU, any recent GPU), the pack
 runs the UNet's weights in bfloat16 for the length of one sampling run and uses PyTorch's fused
 ``scaled_dot_product_attention``. The loop, the sigmas and the latents stay float32. On a CPU the
-convolutions and linear layers run on weights in oneDNN's own blocked layout (packed once, at their first
-call: a plain bfloat16 weight is reordered on every call, which cost more than half of a step), and the
-bfloat16 copy of one model is kept for the next run while ComfyUI's patches on it are unchanged.
+convolutions and linear layers run on weights in oneDNN's own blocked layout, packed once at their first
+call (oneDNN reorders a plain bfloat16 weight on every call: convolutions took two thirds of a step), and
+the bfloat16 copy of one model is kept for the next run while ComfyUI's patches on it are unchanged.
 
 The weights are converted after ComfyUI has loaded and patched the model (LoRA and other weight
 patches are already in them) and the float32 tensors are put back when the run ends, also when it
