@@ -27,9 +27,20 @@ def pictures(out: Path) -> list[str]:
 
 
 def start_cli(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
-    """``python -m img2img_cli run ARGS`` in its own process, for the tests that signal it or kill a server."""
+    """``python -m img2img_cli run ARGS`` in its own process, for the tests that signal it or kill a server.
+
+    Ctrl-C is the default in the child even where the suite itself runs with it ignored (a shell's
+    background job, e.g. under nohup, ignores SIGINT and its children inherit that): the command is
+    tested as a terminal runs it."""
     command = [sys.executable, "-m", "img2img_cli", "run", *args]
-    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        command,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
 
 
 def running(server) -> bool:
