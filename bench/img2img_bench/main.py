@@ -31,7 +31,9 @@ DESCRIPTION = "The pack beside ComfyUI core, in one process on one machine: what
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=DESCRIPTION)
     parser.add_argument("--quick", action="store_true", help="the test checkpoint only (under 3 minutes)")
-    parser.add_argument("--repeats", type=int, default=5, help="timed runs per configuration, after a warm-up")
+    parser.add_argument(
+        "--repeats", type=int, help="timed runs per configuration, after a warm-up (default 5; --quick: 3)"
+    )
     parser.add_argument(
         "--parts",
         default=",".join(PARTS),
@@ -43,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
         help="image sides of the full-shape SD1.5 end-to-end graphs, comma-separated (default: 256,512)",
     )
     options = parser.parse_args(argv)
+    if options.repeats is None:
+        options.repeats = 3 if options.quick else 5
     if options.repeats < 1:
         parser.error("--repeats must be at least 1")
     parts = tuple(part.strip() for part in options.parts.split(","))
