@@ -193,6 +193,8 @@ class PackedForward:
 
     def __init__(self, layer: torch.nn.Module, packed: list, index: int, dtype: torch.dtype) -> None:
         self.layer, self.packed, self.index, self.dtype = layer, packed, index, dtype
+        if not isinstance(layer, torch.nn.Linear):  # once, not on every call of the sampling loop
+            self.geometry = (list(layer.padding), list(layer.stride), list(layer.dilation), layer.groups)
 
     def __call__(self, input: torch.Tensor) -> torch.Tensor:
         comfy.model_management.throw_exception_if_processing_interrupted()  # as ComfyUI's ops do every layer
@@ -203,7 +205,7 @@ class PackedForward:
                 weight = torch.ops.mkldnn._reorder_linear_weight(layer.weight.to(self.dtype), rows)
                 self.packed[self.index] = weight
             return torch.ops.mkldnn._linear_pointwise(input, weight, layer.bias, "none", [], "")
-        geometry = (list(layer.padding), list(layer.stride), list(layer.dilation), layer.groups)
+        geometry = self.geometry
         if weight is None:
             weight = torch.ops.mkldnn._reorder_convolution_weight(
                 layer.weight.to(self.dtype), *geometry, list(input.shape)

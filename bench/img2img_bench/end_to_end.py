@@ -136,24 +136,16 @@ def end_to_end(
                 for name in GRAPHS:
                     runs += 1
                     times[case, name].append(run_graph(server, case, name, runs))
-    peaks = []
-    for case in memory_cases(cases) if memory else ():
-        peak = {"case": case.__dict__, "bytes": {}}
-        for index, name in enumerate(GRAPHS):
-            with bench_server(host, workdir / f"memory_{case.size}_{index}", models_dir) as server:
-                for _ in range(2):
-                    runs += 1
-                    run_graph(server, case, name, runs)
-                peak["bytes"][name] = peak_rss_bytes(server.process.pid)
-        peaks.append(peak)
+    peaks = {}
+    memory_case = min(cases, key=lambda case: (case.size, abs(case.denoise - 0.5)))
+    for index, name in enumerate(GRAPHS if memory else ()):
+        with bench_server(host, workdir / f"memory_{index}", models_dir) as server:
+            for _ in range(2):
+                runs += 1
+                run_graph(server, memory_case, name, runs)
+            peaks[name] = peak_rss_bytes(server.process.pid)
     rows = [
         {"case": case.__dict__, "seconds": {name: statistics.median(times[case, name]) for name in GRAPHS}}
         for case in cases
     ]
-    return {"rows": rows, "peak_rss": peaks}
-
-
-def memory_cases(cases: list[Case]) -> list[Case]:
-    """The memory pass's case: the smallest size, at the strength nearest to s = 0.5."""
-    smallest = min(case.size for case in cases)
-    return [min((case for case in cases if case.size == smallest), key=lambda case: abs(case.denoise - 0.5))]
+    return {"rows": rows, "peak_rss": peaks, "peak_rss_case": memory_case.__dict__}

@@ -97,15 +97,14 @@ def server_report(server: dict) -> list[str]:
     )
     if not server["peak_rss"]:
         return [*lines, "", "Peak RSS: not measured (--quick).", ""]
-    for peak in server["peak_rss"]:
-        case, peaks = peak["case"], peak["bytes"]
-        listed = ", ".join(f"{name} {value / 2**30:.2f} GiB" for name, value in peaks.items())
-        lines += [
-            "",
-            f"Peak RSS (VmHWM) of a server running only that graph ({case['size']}², s = {case['denoise']:g}, a "
-            f"warm-up and one run): {listed}.",
-        ]
-    lines.append("")
+    peaks = ", ".join(f"{name} {value / 2**30:.2f} GiB" for name, value in server["peak_rss"].items())
+    case = server["peak_rss_case"]
+    lines += [
+        "",
+        f"Peak RSS (VmHWM) of a server running only that graph ({case['size']}², s = {case['denoise']:g}, a warm-up "
+        f"and one run): {peaks}.",
+        "",
+    ]
     return lines
 
 
