@@ -15,15 +15,19 @@ fails or is interrupted; model options, wrappers and memory management are Comfy
 Where the path cannot apply (device, dtype, a partially loaded model, a ControlNet) the run takes
 the plain path and says so in one log line.
 
-The VAE is accelerated alike: its weights in bfloat16 (a kept copy on a CPU, beside the UNet's), its
-attention blocks on ``scaled_dot_product_attention``, for one encode or decode; tiling stays automatic.
+The VAE is accelerated alike: its weights in bfloat16, its attention blocks on
+``scaled_dot_product_attention``, for one encode or decode; tiling stays automatic. Its copy is converted
+for each call and not kept: at the decode it would sit beside the UNet's, at the graph's peak of memory,
+and it costs little to make (about 65 ms of SD1.5's encode and decode at 256², against 1.5 s).
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import sys
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import comfy.ldm.modules.attention
@@ -111,21 +115,22 @@ class LowPrecisionSampler(comfy.samplers.Sampler):
         device = model_wrap.model_patcher.load_device
         copy_bytes = sum(p.numel() for p in base.diffusion_model.parameters()) * self.dtype.itemsize
         # A kept copy is reused or released before converting: its memory is as good as free here.
-        if comfy.model_management.get_free_memory(device) + kept_bytes("unet") < 1.2 * copy_bytes:
+        if comfy.model_management.get_free_memory(device) + kept_bytes() < 1.2 * copy_bytes:
             return f"a {self.dtype} copy of the weights ({copy_bytes / 2**30:.1f} GiB) would not fit in free memory"
         return ""
 
 
 @contextmanager
 def weights_in(
-    module: torch.nn.Module, dtype: torch.dtype, patches_key: object = None, slot: str = "unet"
+    module: torch.nn.Module, dtype: torch.dtype, patches_key: object = None, keep: bool = True
 ) -> Iterator[None]:
     """``module``'s float32 parameters and buffers in ``dtype`` until the block ends, then the originals again.
 
     The tensors' ``.data`` is swapped, not the Parameter objects, which ComfyUI's model patcher holds on to.
     Where oneDNN runs ``dtype`` (a CPU), convolutions and linear layers run on their weights in oneDNN's own
     blocked layout instead, packed at their first call. ``patches_key`` names the state of the weights
-    (ComfyUI's patches on them); on a CPU the converted tensors are kept for the next run with that state.
+    (ComfyUI's patches on them); on a CPU and with ``keep`` the converted tensors are kept for the next run
+    with that state.
     """
     layers = packable_layers(module, dtype)
     packed_weights = {id(layer.weight) for layer in layers}
@@ -135,7 +140,7 @@ def weights_in(
     originals = [t.data for t in tensors]
     declared = getattr(module, "dtype", None)  # ComfyUI's UNet casts its inputs to this; a VAE has none
     try:
-        kept = converted_weights(module, originals, layers, dtype, patches_key, slot)
+        kept = converted_weights(module, originals, layers, dtype, patches_key, keep)
         for tensor, copy in zip(tensors, kept.tensors, strict=True):
             tensor.data = copy
         for index, layer in enumerate(layers):
@@ -150,6 +155,31 @@ def weights_in(
             vars(layer).pop("forward", None)
         if declared is not None:
             module.dtype = declared
+        if layers:  # a CPU: what the block freed (a copy not kept, packing's temporaries) goes back to the system
+            kept = None  # this frame's reference would hold a copy that is not kept until the generator is gone
+            return_freed_memory()
+
+
+def glibc_malloc_trim() -> Callable[[int], int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc
+        return None
+
+
+MALLOC_TRIM = glibc_malloc_trim()
+
+
+def return_freed_memory() -> None:
+    """Give the free pages of the C heap back to the system. glibc serves blocks below its mmap threshold
+    (which grows to 32 MiB as large blocks are freed, as loading a checkpoint does) from its heap and keeps
+    them when freed, so a freed copy of weights would stay in the process's resident memory and the next
+    decode's activations would come on top of it. Trimming takes milliseconds; where the C library is not
+    glibc there is nothing to do."""
+    if MALLOC_TRIM is not None:
+        MALLOC_TRIM(0)
 
 
 def packable_layers(module: torch.nn.Module, dtype: torch.dtype) -> list[torch.nn.Module]:
@@ -225,23 +255,18 @@ class ConvertedWeights:
         return sum(t.numel() * t.element_size() for t in (*self.tensors, *self.packed) if t is not None)
 
 
-# The last converted weights on a CPU, one model per slot ("unet", "vae"):
-# {slot: {"module": weak reference, "key": ..., "weights": ConvertedWeights}}.
-_kept: dict[str, dict[str, object]] = {}
+# The last converted weights kept on a CPU: {"module": weak reference, "key": ..., "weights": ConvertedWeights}.
+_kept: dict[str, object] = {}
 
 
-def kept_bytes(slot: str | None = None) -> int:
-    """The bytes of the kept copies, of one slot or of all."""
-    kept = _kept.values() if slot is None else [_kept[slot]] if slot in _kept else []
-    return sum(copy["weights"].bytes() for copy in kept)
+def kept_bytes() -> int:
+    """The bytes of the kept copy."""
+    return _kept["weights"].bytes() if _kept else 0
 
 
-def release_kept_copy(slot: str | None = None) -> None:
-    """Drop the kept copy of one slot, or of all."""
-    if slot is None:
-        _kept.clear()
-    else:
-        _kept.pop(slot, None)
+def release_kept_copy() -> None:
+    """Drop the kept copy."""
+    _kept.clear()
 
 
 def converted_weights(
@@ -250,33 +275,31 @@ def converted_weights(
     layers: list[torch.nn.Module],
     dtype: torch.dtype,
     patches_key: object,
-    slot: str,
+    keep: bool,
 ) -> ConvertedWeights:
     """``originals`` in ``dtype`` and room for ``layers``' packed weights, reused from the last run on a CPU
-    while the weights are the same ones.
+    while the weights are the same ones (``keep``).
 
     On a CPU, writing a fresh copy costs more than converting: the memory is new to the process each run
-    (about 2 s for SD1.5's UNet on 2 cores, half of a 4-step run). One model's copy is kept per slot (the
-    UNet's and the VAE's, which alternate in every img2img), and released when another model or patch
-    state is accelerated in that slot or the module is freed. A GPU converts in milliseconds and keeps
-    nothing that ComfyUI's memory management does not know about.
+    (about 2 s for SD1.5's UNet on 2 cores, half of a 4-step run). One model's copy is kept, and released
+    when another model or patch state is kept or the module is freed. A GPU converts in milliseconds and
+    keeps nothing that ComfyUI's memory management does not know about.
     """
-    if originals and originals[0].device.type != "cpu":
+    if not keep or (originals and originals[0].device.type != "cpu"):
         return ConvertedWeights([t.to(dtype) for t in originals], len(layers))
     weights = [layer.weight.data for layer in layers]
     # The packed weights are found by their layer's place in ``layers``: the layers belong to the key too.
     key = (patches_key, dtype, tuple(t.data_ptr() for t in (*originals, *weights)), tuple(map(id, layers)))
-    kept = _kept.get(slot)
-    if kept is not None and kept["module"]() is module and kept["key"] == key:
-        return kept["weights"]
-    release_kept_copy(slot)  # before converting: never hold two copies of one slot
+    if _kept and _kept["module"]() is module and _kept["key"] == key:
+        return _kept["weights"]
+    release_kept_copy()  # before converting: never hold two copies
     converted = ConvertedWeights([t.to(dtype) for t in originals], len(layers))
 
     def release_if_still_kept(reference: weakref.ref) -> None:
-        if _kept.get(slot, {}).get("module") is reference:
-            release_kept_copy(slot)
+        if _kept.get("module") is reference:
+            release_kept_copy()
 
-    _kept[slot] = {"module": weakref.ref(module, release_if_still_kept), "key": key, "weights": converted}
+    _kept.update(module=weakref.ref(module, release_if_still_kept), key=key, weights=converted)
     return converted
 
 
@@ -298,7 +321,7 @@ def accelerated_vae(vae, node: str) -> Iterator[None]:
     dtype, reason = vae_accelerated_dtype(vae)
     model = vae.first_stage_model
     copy_bytes = sum(p.numel() for p in model.parameters()) * 2
-    if dtype is not None and comfy.model_management.get_free_memory(vae.device) + kept_bytes("vae") < 1.2 * copy_bytes:
+    if dtype is not None and comfy.model_management.get_free_memory(vae.device) < 1.2 * copy_bytes:
         dtype, reason = None, f"a bfloat16 copy of the VAE ({copy_bytes / 2**30:.1f} GiB) would not fit in free memory"
     if dtype is None:
         logging.info("%s accelerate: plain path, because %s", node, reason)
@@ -308,7 +331,7 @@ def accelerated_vae(vae, node: str) -> Iterator[None]:
     attention = [block for block in model.modules() if isinstance(block, vae_blocks.AttnBlock)]
     declared = [block.optimized_attention for block in attention]
     try:
-        with weights_in(model, dtype, getattr(model, "current_weight_patches_uuid", None), slot="vae"):
+        with weights_in(model, dtype, keep=False):
             vae.vae_dtype = dtype
             for block in attention:
                 block.optimized_attention = vae_blocks.pytorch_attention
