@@ -117,18 +117,15 @@ def run_graph(server: host_harness.Server, case: Case, name: str, run: int) -> f
     return seconds
 
 
-def end_to_end(
-    host: host_harness.Host, models_dir: Path, cases: list[Case], repeats: int, workdir: Path, memory: bool = True
-) -> dict:
+def end_to_end(host: host_harness.Host, models_dir: Path, cases: list[Case], repeats: int, workdir: Path) -> dict:
     """Median prompt time of each graph in each case, the four graphs taking turns in one server so that they
     share the machine's moods (a warm-up run of each graph on the first case loads the checkpoint and makes the
-    kept copies, and is not counted); then each graph's peak RSS in a server of its own, over a warm-up and one
-    run at s = 0.5 of the smallest size (``memory``: at 512² core's N-step graph alone takes minutes a run)."""
+    kept copy, and is not counted)."""
     shutil.rmtree(workdir, ignore_errors=True)
     times = {(case, name): [] for case in cases for name in GRAPHS}
     runs = 0
-    with bench_server(host, workdir / "times", models_dir) as server:
-        for name in GRAPHS:  # the warm-up: loads the checkpoint and makes the kept copies
+    with bench_server(host, workdir, models_dir) as server:
+        for name in GRAPHS:  # the warm-up: loads the checkpoint and makes the kept copy
             runs += 1
             run_graph(server, cases[0], name, runs)
         for case in cases:
@@ -136,16 +133,24 @@ def end_to_end(
                 for name in GRAPHS:
                     runs += 1
                     times[case, name].append(run_graph(server, case, name, runs))
-    peaks = {}
-    memory_case = min(cases, key=lambda case: (case.size, abs(case.denoise - 0.5)))
-    for index, name in enumerate(GRAPHS if memory else ()):
-        with bench_server(host, workdir / f"memory_{index}", models_dir) as server:
-            for _ in range(2):
-                runs += 1
-                run_graph(server, memory_case, name, runs)
-            peaks[name] = peak_rss_bytes(server.process.pid)
-    rows = [
-        {"case": case.__dict__, "seconds": {name: statistics.median(times[case, name]) for name in GRAPHS}}
-        for case in cases
-    ]
-    return {"rows": rows, "peak_rss": peaks, "peak_rss_case": memory_case.__dict__}
+    return {
+        "rows": [
+            {"case": case.__dict__, "seconds": {name: statistics.median(times[case, name]) for name in GRAPHS}}
+            for case in cases
+        ]
+    }
+
+
+def peak_memory(host: host_harness.Host, models_dir: Path, cases: list[Case], workdir: Path) -> list[dict]:
+    """Each graph's peak resident memory (VmHWM) in each case, in a server of its own that loads the checkpoint
+    and runs that graph once: the load, and the accelerated graph's conversion and packing, are part of it."""
+    shutil.rmtree(workdir, ignore_errors=True)
+    rows = []
+    for case in cases:
+        peaks = {}
+        for name in GRAPHS:
+            with bench_server(host, workdir / f"{case.size}_{GRAPHS.index(name)}", models_dir) as server:
+                run_graph(server, case, name, 1)
+                peaks[name] = peak_rss_bytes(server.process.pid)
+        rows.append({"case": case.__dict__, "peak_rss": peaks})
+    return rows

@@ -15,7 +15,7 @@ import img2img_host as host_harness
 from .cli_throughput import cli_throughput
 from .comfyui import import_comfyui, load_pack
 from .device import log
-from .end_to_end import Case, end_to_end
+from .end_to_end import Case, end_to_end, peak_memory
 from .measure import matmul_rate
 from .one_model import Bench
 from .report import machine, report
@@ -87,9 +87,13 @@ def main(argv: list[str] | None = None) -> int:
         else:
             sizes = [int(size) for size in options.server_sizes.split(",")]
             cases = [Case(SD15.name, SD15.checkpoint, size, WHOLE_STEPS, s) for size in sizes for s in WHOLE_STRENGTHS]
-        # Quick: two counted runs and no memory pass, to stay under 3 minutes.
+        # Quick: two counted runs, to stay under 3 minutes.
         repeats = min(options.repeats, 2) if options.quick else options.repeats
-        results["server"] = end_to_end(host, models_dir, cases, repeats, out / "server", memory=not options.quick)
+        results["server"] = end_to_end(host, models_dir, cases, repeats, out / "server")
+    if "memory" in parts and not options.quick:
+        sizes = [int(size) for size in options.server_sizes.split(",")]
+        cases = [Case(SD15.name, SD15.checkpoint, size, WHOLE_STEPS, 0.5) for size in sizes]
+        results["memory"] = peak_memory(host, models_dir, cases, out / "memory")
     if "cli" in parts:
         spec = TINY_QUICK if options.quick else SD15
         results["cli"] = cli_throughput(

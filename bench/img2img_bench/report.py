@@ -52,6 +52,8 @@ def report(results: dict) -> str:
             lines += whole_report(model["whole"])
     if results.get("server"):
         lines += server_report(results["server"])
+    if results.get("memory"):
+        lines += memory_report(results["memory"])
     if results.get("cli"):
         lines += cli_report(results["cli"])
     return "\n".join(lines)
@@ -95,17 +97,25 @@ def server_report(server: dict) -> list[str]:
             for row in server["rows"]
         ),
     )
-    if not server["peak_rss"]:
-        return [*lines, "", "Peak RSS: not measured (--quick).", ""]
-    peaks = ", ".join(f"{name} {value / 2**30:.2f} GiB" for name, value in server["peak_rss"].items())
-    case = server["peak_rss_case"]
-    lines += [
+    return [*lines, ""]
+
+
+def memory_report(memory: list[dict]) -> list[str]:
+    names = list(memory[0]["peak_rss"])
+    lines = [
+        "### Peak memory",
         "",
-        f"Peak RSS (VmHWM) of a server running only that graph ({case['size']}², s = {case['denoise']:g}, a warm-up "
-        f"and one run): {peaks}.",
+        "Peak resident memory (VmHWM) of a server that loads the checkpoint and runs only that graph, once (s = 0.5).",
         "",
     ]
-    return lines
+    lines += table(
+        ("size", *names),
+        (
+            (f"{row['case']['size']}²", *(f"{row['peak_rss'][name] / 2**30:.2f} GiB" for name in names))
+            for row in memory
+        ),
+    )
+    return [*lines, ""]
 
 
 def cli_report(cli: dict) -> list[str]:
