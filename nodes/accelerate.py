@@ -24,6 +24,7 @@ and it costs little to make (about 65 ms of SD1.5's encode and decode at 256², 
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
 import sys
 import weakref
@@ -160,6 +161,7 @@ def weights_in(
             return_freed_memory()
 
 
+@functools.cache
 def glibc_malloc_trim() -> Callable[[int], int] | None:
     if not sys.platform.startswith("linux"):
         return None
@@ -169,17 +171,14 @@ def glibc_malloc_trim() -> Callable[[int], int] | None:
         return None
 
 
-MALLOC_TRIM = glibc_malloc_trim()
-
-
 def return_freed_memory() -> None:
     """Give the free pages of the C heap back to the system. glibc serves blocks below its mmap threshold
     (which grows to 32 MiB as large blocks are freed, as loading a checkpoint does) from its heap and keeps
     them when freed, so a freed copy of weights would stay in the process's resident memory and the next
     decode's activations would come on top of it. Trimming takes milliseconds; where the C library is not
     glibc there is nothing to do."""
-    if MALLOC_TRIM is not None:
-        MALLOC_TRIM(0)
+    if (malloc_trim := glibc_malloc_trim()) is not None:
+        malloc_trim(0)
 
 
 def packable_layers(module: torch.nn.Module, dtype: torch.dtype) -> list[torch.nn.Module]:

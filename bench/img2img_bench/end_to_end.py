@@ -148,8 +148,8 @@ def peak_memory(host: host_harness.Host, models_dir: Path, cases: list[Case], wo
     rows = []
     for case in cases:
         peaks = {}
-        for name in GRAPHS:
-            with bench_server(host, workdir / f"{case.size}_{GRAPHS.index(name)}", models_dir) as server:
+        for index, name in enumerate(GRAPHS):
+            with bench_server(host, workdir / f"{case.size}_{index}", models_dir) as server:
                 run_graph(server, case, name, 1)
                 peaks[name] = peak_rss_bytes(server.process.pid)
         rows.append({"case": case.__dict__, "peak_rss": peaks})

@@ -72,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         "matmul_rate": {str(d).removeprefix("torch."): matmul_rate(d) for d in (torch.float32, torch.bfloat16)},
         "models": [],
     }
-    for spec in specs:
+    # The parts measured in this process; the others run their own servers and need no model loaded here.
+    for spec in specs if {"rows", "accelerate", "curve", "whole"} & set(parts) else ():
         bench = Bench(comfy_nodes, pack, spec, checkpoints[spec.name], options.repeats)
         results["models"].append(bench.run(results["matmul_rate"], parts))
         if "whole" in parts:
@@ -81,17 +82,16 @@ def main(argv: list[str] | None = None) -> int:
         del bench
         comfy.model_management.unload_all_models()
         comfy.model_management.soft_empty_cache()
+    sizes = [int(size) for size in options.server_sizes.split(",")]
     if "server" in parts:
         if options.quick:
             cases = [Case(TINY_NAME, TINY_QUICK.checkpoint, TINY_QUICK.size, TINY_QUICK.steps, 0.5)]
         else:
-            sizes = [int(size) for size in options.server_sizes.split(",")]
             cases = [Case(SD15.name, SD15.checkpoint, size, WHOLE_STEPS, s) for size in sizes for s in WHOLE_STRENGTHS]
         # Quick: two counted runs, to stay under 3 minutes.
         repeats = min(options.repeats, 2) if options.quick else options.repeats
         results["server"] = end_to_end(host, models_dir, cases, repeats, out / "server")
     if "memory" in parts and not options.quick:
-        sizes = [int(size) for size in options.server_sizes.split(",")]
         cases = [Case(SD15.name, SD15.checkpoint, size, WHOLE_STEPS, 0.5) for size in sizes]
         results["memory"] = peak_memory(host, models_dir, cases, out / "memory")
     if "cli" in parts:
