@@ -1,7 +1,7 @@
 """Measure the demo img2img model through ComfyUI's own loading and sampling path, on held-out photos.
 
     python scripts/measure_demo_model.py --comfyui .host/ComfyUI [--checkpoint PATH | --weights PATH]
-        [--protocol whole [crop256]] [--out figures.json] [--look-dir /tmp/demo_model_look]
+        [--protocol whole [crop256] [native]] [--seeds 4] [--out figures.json] [--look-dir /tmp/demo_model_look]
 
 Protocol (the figures issue 14 asks for):
 - Pictures: the held-out photos (never trained on: train_demo_model.HELD_OUT), made 128x128 in one of two
@@ -10,7 +10,8 @@ Protocol (the figures issue 14 asks for):
   ``whole`` (the default, the protocol of the first figures): the whole photo, the short side resized to
   128 px with Pillow's Lanczos filter, then centre-cropped to 128x128;
   ``crop256``: the photo's short side resized to 256 px (Lanczos), then its 128x128 centre crop: half
-  resolution, so a less detailed picture of the middle of the photo.
+  resolution, so a less detailed picture of the middle of the photo;
+  ``native``: the photo's 128x128 centre crop at native resolution (no resize): the least detail per pixel.
   For comparison the VAE round trip is also reported on a 128x128 centre crop at native resolution (no
   resize), and at 256x256 (made the same way as the 128 px pictures). The pack's sample photo,
   example_workflows/input/sample.png, is the ``whole`` picture of ``chelsea`` (a unit test holds them equal).
@@ -21,6 +22,8 @@ Protocol (the figures issue 14 asks for):
   normal schedule, run by core's common_ksampler exactly as KSamplerAdvanced runs it (add_noise on,
   start_at_step = 20 - floor(20 s), return_with_leftover_noise off), seed 0, cfg 1 and an empty prompt
   (the model ignores the text, so cfg has no effect). PSNR of the decoded result to the 128x128 input.
+  The figures and checks are seed 0's; ``img2img_psnr_by_seed`` also holds seeds 0 .. --seeds - 1 at each
+  strength, for the spread a single seed's figure carries (about 2 dB at 0.8).
   At 0.9 also the total variation per pixel (mean absolute difference of horizontal and vertical
   neighbours) of the result and of the input.
 - Regional: a noise mask over the left half (as core SetLatentNoiseMask), strength 0.8: PSNR of the right
@@ -56,6 +59,7 @@ DEFAULT_WEIGHTS = SCRIPTS_DIR.parent / "models" / "img2img-demo-unet-vae.safeten
 PROTOCOLS = {
     "whole": "the whole held-out photo: short side to 128 px (Lanczos), centre crop 128x128",
     "crop256": "the held-out photo's short side to 256 px (Lanczos), then its 128x128 centre crop (half resolution)",
+    "native": "the held-out photo's 128x128 centre crop at native resolution (no resize)",
 }
 
 
@@ -86,6 +90,8 @@ def protocol_picture(name: str, protocol: str):
         return photo_square(name, 128)
     if protocol == "crop256":
         return photo_square(name, 256)[:, 64:192, 64:192].contiguous()
+    if protocol == "native":
+        return photo_square(name, 128, resize=False)
     raise ValueError(f"unknown protocol {protocol!r}; known: {', '.join(PROTOCOLS)}")
 
 
@@ -109,7 +115,9 @@ def save_strip(images: list[torch.Tensor], path: Path) -> None:
     Image.fromarray(strip).save(path)
 
 
-def measure(comfyui_dir: Path, checkpoint: Path, look_dir: Path | None, protocol: str = "whole") -> dict:
+def measure(
+    comfyui_dir: Path, checkpoint: Path, look_dir: Path | None, protocol: str = "whole", seeds: int = 1
+) -> dict:
     import comfy.sd
     import comfy.utils
     import nodes
@@ -128,10 +136,10 @@ def measure(comfyui_dir: Path, checkpoint: Path, look_dir: Path | None, protocol
     positive = clip.encode_from_tokens_scheduled(tokens)
     negative = positive
 
-    def img2img(latent: dict, strength: float) -> torch.Tensor:
+    def img2img(latent: dict, strength: float, seed: int = SEED) -> torch.Tensor:
         (out,) = nodes.common_ksampler(
             model,
-            SEED,
+            seed,
             STEPS,
             1.0,
             "euler",
@@ -167,12 +175,16 @@ def measure(comfyui_dir: Path, checkpoint: Path, look_dir: Path | None, protocol
             "vae_psnr_256": psnr(vae.decode(vae.encode(large)), large),
             "latent_std_after_0.18215": (latent * 0.18215).std().item(),
             "img2img_psnr": {},
+            "img2img_psnr_by_seed": {},
         }
         strip = {0.0: round_trip}
         for strength in STRENGTHS:
             started = time.perf_counter()
             result = img2img({"samples": latent}, strength)
             row["img2img_psnr"][f"{strength:.1f}"] = psnr(result, picture)
+            row["img2img_psnr_by_seed"][f"{strength:.1f}"] = [row["img2img_psnr"][f"{strength:.1f}"]] + [
+                psnr(img2img({"samples": latent}, strength, seed), picture) for seed in range(SEED + 1, SEED + seeds)
+            ]
             strip[strength] = result
             if strength == 0.9:
                 row["tv_input"], row["tv_0.9"] = tv_per_pixel(picture), tv_per_pixel(result.clamp(0, 1))
@@ -224,6 +236,7 @@ def main() -> None:
     parser.add_argument(
         "--protocol", nargs="+", choices=list(PROTOCOLS), default=["whole"], help="which 128x128 pictures"
     )
+    parser.add_argument("--seeds", type=int, default=4, help="seeds per strength for img2img_psnr_by_seed")
     parser.add_argument("--out", type=Path, help="write the figures as JSON here")
     parser.add_argument("--look-dir", type=Path, default=Path("/tmp/demo_model_look"), help="PNG strips")
     args = parser.parse_args()
@@ -247,7 +260,7 @@ def main() -> None:
             checkpoint = Path(tmp) / "img2img-demo-sd15.safetensors"
             make_demo_checkpoint(comfyui_dir, args.weights, checkpoint)
         for protocol in dict.fromkeys(args.protocol):
-            figures["protocols"][protocol] = measure(comfyui_dir, checkpoint, args.look_dir, protocol)
+            figures["protocols"][protocol] = measure(comfyui_dir, checkpoint, args.look_dir, protocol, args.seeds)
             print(json.dumps(figures["protocols"][protocol]["mean"], indent=1), flush=True)
     if args.out:
         args.out.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
