@@ -4,7 +4,7 @@
         [--protocol whole [crop256] [native]] [--seeds 4] [--out figures.json] [--look-dir /tmp/demo_model_look]
 
 Protocol (the figures issue 14 asks for):
-- Pictures: the held-out photos (never trained on: train_demo_model.HELD_OUT), made 128x128 in one of two
+- Pictures: the held-out photos (never trained on: train_demo_model.HELD_OUT), made 128x128 in one of three
   ways, chosen with --protocol (several may be given; each is measured on its own and the JSON holds the
   figures of each under ``protocols`` with its name and description, never mixed):
   ``whole`` (the default, the protocol of the first figures): the whole photo, the short side resized to
@@ -23,7 +23,7 @@ Protocol (the figures issue 14 asks for):
   start_at_step = 20 - floor(20 s), return_with_leftover_noise off), seed 0, cfg 1 and an empty prompt
   (the model ignores the text, so cfg has no effect). PSNR of the decoded result to the 128x128 input.
   The figures and checks are seed 0's; ``img2img_psnr_by_seed`` also holds seeds 0 .. --seeds - 1 at each
-  strength, for the spread a single seed's figure carries (about 2 dB at 0.8).
+  strength, for the spread a single seed's figure carries (2-4 dB at 0.8).
   At 0.9 also the total variation per pixel (mean absolute difference of horizontal and vertical
   neighbours) of the result and of the input.
 - Regional: a noise mask over the left half (as core SetLatentNoiseMask), strength 0.8: PSNR of the right
