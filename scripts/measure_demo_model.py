@@ -115,9 +115,7 @@ def save_strip(images: list[torch.Tensor], path: Path) -> None:
     Image.fromarray(strip).save(path)
 
 
-def measure(
-    comfyui_dir: Path, checkpoint: Path, look_dir: Path | None, protocol: str = "whole", seeds: int = 1
-) -> dict:
+def measure(checkpoint: Path, look_dir: Path | None, protocol: str, seeds: int) -> dict:
     import comfy.sd
     import comfy.utils
     import nodes
@@ -180,16 +178,17 @@ def measure(
         strip = {0.0: round_trip}
         for strength in STRENGTHS:
             started = time.perf_counter()
+            key = f"{strength:.1f}"
             result = img2img({"samples": latent}, strength)
-            row["img2img_psnr"][f"{strength:.1f}"] = psnr(result, picture)
-            row["img2img_psnr_by_seed"][f"{strength:.1f}"] = [row["img2img_psnr"][f"{strength:.1f}"]] + [
+            row["img2img_psnr"][key] = psnr(result, picture)
+            row["img2img_psnr_by_seed"][key] = [row["img2img_psnr"][key]] + [
                 psnr(img2img({"samples": latent}, strength, seed), picture) for seed in range(SEED + 1, SEED + seeds)
             ]
             strip[strength] = result
             if strength == 0.9:
                 row["tv_input"], row["tv_0.9"] = tv_per_pixel(picture), tv_per_pixel(result.clamp(0, 1))
             print(
-                f"{name} ({protocol}) strength {strength:.1f}: PSNR {row['img2img_psnr'][f'{strength:.1f}']:.2f} dB "
+                f"{name} ({protocol}) strength {key}: PSNR {row['img2img_psnr'][key]:.2f} dB "
                 f"({time.perf_counter() - started:.1f}s)",
                 flush=True,
             )
@@ -260,7 +259,7 @@ def main() -> None:
             checkpoint = Path(tmp) / "img2img-demo-sd15.safetensors"
             make_demo_checkpoint(comfyui_dir, args.weights, checkpoint)
         for protocol in dict.fromkeys(args.protocol):
-            figures["protocols"][protocol] = measure(comfyui_dir, checkpoint, args.look_dir, protocol, args.seeds)
+            figures["protocols"][protocol] = measure(checkpoint, args.look_dir, protocol, args.seeds)
             print(json.dumps(figures["protocols"][protocol]["mean"], indent=1), flush=True)
     if args.out:
         args.out.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
