@@ -115,23 +115,25 @@ def save_strip(images: list[torch.Tensor], path: Path) -> None:
     Image.fromarray(strip).save(path)
 
 
-def measure(checkpoint: Path, look_dir: Path | None, protocol: str, seeds: int) -> dict:
+def load(checkpoint: Path) -> tuple:
+    """The checkpoint as core CheckpointLoaderSimple loads it: (model, empty-prompt conditioning, VAE)."""
     import comfy.sd
     import comfy.utils
-    import nodes
 
     comfy.utils.PROGRESS_BAR_ENABLED = False
-
     model, clip, vae, _ = comfy.sd.load_checkpoint_guess_config(str(checkpoint), output_vae=True, output_clip=True)
-    config_class = type(model.model.model_config).__name__
-    model_type = model.model.model_type.name
     print(
-        f"loaded {checkpoint.name}: model config {config_class}, model type {model_type}, "
-        f"VAE {type(vae.first_stage_model).__name__}",
+        f"loaded {checkpoint.name}: model config {type(model.model.model_config).__name__}, "
+        f"model type {model.model.model_type.name}, VAE {type(vae.first_stage_model).__name__}",
         flush=True,
     )
-    tokens = clip.tokenize("")
-    positive = clip.encode_from_tokens_scheduled(tokens)
+    return model, clip.encode_from_tokens_scheduled(clip.tokenize("")), vae
+
+
+def measure(loaded: tuple, look_dir: Path | None, protocol: str, seeds: int) -> dict:
+    import nodes
+
+    model, positive, vae = loaded
     negative = positive
 
     def img2img(latent: dict, strength: float, seed: int = SEED) -> torch.Tensor:
@@ -156,8 +158,8 @@ def measure(checkpoint: Path, look_dir: Path | None, protocol: str, seeds: int) 
     results: dict = {
         "protocol": protocol,
         "pictures": PROTOCOLS[protocol],
-        "model_config": config_class,
-        "model_type": model_type,
+        "model_config": type(model.model.model_config).__name__,
+        "model_type": model.model.model_type.name,
         "photos": {},
     }
     for name in train_demo_model.HELD_OUT:
@@ -258,8 +260,9 @@ def main() -> None:
         if checkpoint is None:
             checkpoint = Path(tmp) / "img2img-demo-sd15.safetensors"
             make_demo_checkpoint(comfyui_dir, args.weights, checkpoint)
+        loaded = load(checkpoint)
         for protocol in dict.fromkeys(args.protocol):
-            figures["protocols"][protocol] = measure(checkpoint, args.look_dir, protocol, args.seeds)
+            figures["protocols"][protocol] = measure(loaded, args.look_dir, protocol, args.seeds)
             print(json.dumps(figures["protocols"][protocol]["mean"], indent=1), flush=True)
     if args.out:
         args.out.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
