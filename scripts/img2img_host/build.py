@@ -58,9 +58,9 @@ DEMO_CHECKPOINT_GENERATOR = PACK_ROOT / "scripts" / "make_demo_checkpoint.py"
 # What README command (1) runs on: ComfyUI with the pack, the command's dependencies and the demo model. The
 # test tools, the install tools, the newer frontend, Ray, the wheelhouse and the test checkpoint (about two
 # minutes of a fresh build) wait for the first command that needs them.
-DEMO_PARTS = frozenset({"comfyui", "pins", "python", "demo_checkpoint"})
+DEMO_PARTS = frozenset({"comfyui", "pins", "python", "command", "demo_checkpoint"})
 # The parts installed into the host's environments: a fresh environment needs them again.
-ENVIRONMENT_PARTS = frozenset({"comfyui", "pins", "python", "test", "frontends", "install_tools", "ray"})
+ENVIRONMENT_PARTS = frozenset({"comfyui", "pins", "python", "command", "test", "frontends", "install_tools", "ray"})
 
 
 def _sha256(*paths) -> list[str]:
@@ -97,6 +97,7 @@ def build_key() -> dict[str, object]:
     return {
         "comfyui": COMFYUI_WHEEL,
         "pins": list(HOST_PINS),
+        "command": client_requirements(),
         "test": test_requirements(),
         "frontends": [NEWER_FRONTEND],
         "install_tools": [MANAGER_PIN, COMFY_CLI_PIN],
@@ -230,8 +231,9 @@ def build(host: Host | None = None, force: bool = False, demo_only: bool = False
         tools = "test tools" if with_test_tools else "the command's dependencies"
         with phase(f"torch, ComfyUI requirements and {tools}"):
             install_requirements(host, with_test_tools)
-        valid |= {"comfyui", "pins", "python"} | ({"test"} if with_test_tools else set())
+        valid |= {"comfyui", "pins", "python", "command"} | ({"test"} if with_test_tools else set())
     steps = (
+        ("command", "the command's dependencies", lambda: pip(host, *client_requirements())),
         ("test", "test tools", lambda: pip(host, *test_requirements())),
         ("frontends", f"{NEWER_FRONTEND} for the browser tests", lambda: install_frontends(host)),
         ("install_tools", f"{MANAGER_PIN} and {COMFY_CLI_PIN} for the install tests", lambda: install_tools(host)),
