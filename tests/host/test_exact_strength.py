@@ -173,8 +173,9 @@ def test_shared_batch_seed_gives_identical_frames_identical_outputs(runtime, cle
     frames = {"samples": clean["samples"].repeat(3, 1, 1, 1)}
     ours, _ = pack_sample(runtime, frames, sampler, "karras", 8, 0.6, "steps_x_denoise", batch_seed="shared")
     single, _ = pack_sample(runtime, clean, sampler, "karras", 8, 0.6, "steps_x_denoise")
+    # Every frame is the single run, to float32 rounding: identical rows of one batch are not always identical
+    # to the last bit, since CPU kernels may block the rows of a batch differently (seen on an AVX2 EPYC).
     for i in range(3):
-        assert torch.equal(ours["samples"][i], ours["samples"][0])
         assert float((ours["samples"][i] - single["samples"][0]).abs().max()) <= TOLERANCE
     per_image, _ = pack_sample(runtime, frames, sampler, "karras", 8, 0.6, "steps_x_denoise", batch_seed="per_image")
     assert float((per_image["samples"][1] - per_image["samples"][0]).abs().max()) > 0.1
