@@ -176,5 +176,6 @@ def test_the_snr_mode_falls_with_strength_passes_0_and_starts_1_from_pure_noise(
     )
     # Pure noise and N steps: txt2img's start. The ladder below σ_max comes from a bisection on the model's
     # sigma(t) (FromSigma), equal to core's to float32 rounding, so the latents (a few hundred here) agree to
-    # that rounding: 2e-6 of their size.
-    assert difference(ours, core) <= max(TOLERANCE, 2e-6 * float(core["samples"].abs().max()))
+    # that rounding carried through the steps: within 2e-6 of their size on the Intel machines the suite ran on
+    # first, 2.7e-6 on an AVX2 EPYC (its kernels round differently); 1e-5 leaves room for both.
+    assert difference(ours, core) <= max(TOLERANCE, 1e-5 * float(core["samples"].abs().max()))
