@@ -20,7 +20,11 @@ blotches at the evaluation size.
 
 Two stages, with every random draw from one seeded torch.Generator (and torch.manual_seed for anything
 that draws from the global generator), so a run with the same seed, settings, torch and ComfyUI versions
-repeats the same data stream; CPU kernels may still differ in the last bits between machines.
+repeats the same data stream; CPU kernels may still differ in the last bits between machines. The forward
+passes run under bfloat16 autocast where the CPU has bfloat16 units (AVX512-BF16 or AMX), as the recorded
+runs did; elsewhere ``--precision auto`` (the default) trains in float32, since emulated bfloat16 is several
+times slower there (an AVX2 EPYC: a UNet step at 16x16 about 120 s in bfloat16, about 20 s in float32).
+``--precision bfloat16`` repeats the recorded runs on any CPU; each record holds the precision it used.
 
 1. The VAE: ComfyUI's ``comfy.taesd.taesd.TAESD`` (ComfyUI recognises it by its ``taesd_decoder.1.weight``
    key), trained with a pixel MSE (+ a small L1 on image gradients, for edges) on random crops of the
@@ -105,7 +109,20 @@ class Settings:
     # One thread: on a busy 2-core machine a second OpenMP thread spins against other processes and made
     # steps five times slower in a trial; on an idle machine 2 is about 1.5x faster.
     threads: int = 1
+    # The autocast precision of the forward passes. The recorded runs were bfloat16, on a CPU with AMX;
+    # without bfloat16 units oneDNN emulates it, several times slower than float32 (see --precision).
+    precision: str = "bfloat16"
     held_out: tuple[str, ...] = field(default=HELD_OUT)
+
+
+def autocast(s: Settings) -> torch.autocast:
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=s.precision == "bfloat16")
+
+
+def cpu_has_bfloat16_units() -> bool:
+    # The same probe as the pack's accelerate path (nodes/accelerate.py): plain AVX512 or AVX2 only emulate it.
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, probe, lambda: False)() for probe in probes)
 
 
 def load_photos(names: tuple[str, ...]) -> dict[str, torch.Tensor]:
@@ -273,7 +290,7 @@ def train_vae(
         for group in optimizer.param_groups:
             group["lr"] = cosine_lr(step, s.vae_steps, s.vae_lr)
         x = sampler.batch(s.vae_batch, s.vae_crop).contiguous(memory_format=torch.channels_last)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with autocast(s):
             raw = vae.taesd_encoder(x)
             noisy = raw + s.vae_latent_noise * torch.randn(raw.shape, generator=gen).to(raw.dtype)
             y = vae.taesd_decoder(noisy).float()
@@ -287,7 +304,7 @@ def train_vae(
         running = mse.item() if running is None else 0.98 * running + 0.02 * mse.item()
         if step % 100 == 0 or step == s.vae_steps - 1:
             elapsed = time.perf_counter() - start
-            with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            with torch.no_grad(), autocast(s):
                 back = vae.taesd_decoder(vae.taesd_encoder(held_out)).float()
             eta = elapsed / (step + 1) * (s.vae_steps - step - 1)
             print(
@@ -308,7 +325,7 @@ def train_vae(
 def make_latent_bank(vae: torch.nn.Module, sampler: CropSampler, s: Settings) -> torch.Tensor:
     """Raw encoder latents of augmented crops (the frozen encoder, in batches)."""
     latents = []
-    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+    with torch.no_grad(), autocast(s):
         for _ in range(0, s.bank_crops, 16):
             x = sampler.batch(16, s.bank_crop).contiguous(memory_format=torch.channels_last)
             latents.append(vae.taesd_encoder(x).float())
@@ -344,7 +361,7 @@ def train_unet(unet: torch.nn.Module, bank: torch.Tensor, s: Settings, gen: torc
         eps = torch.randn(x0.shape, generator=gen)
         # ComfyUI's EPS parameterisation: x = x0 + sigma * eps, model input x / sqrt(sigma^2 + 1).
         model_input = (x0 + sigma * eps) / (sigma**2 + 1).sqrt()
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with autocast(s):
             predicted = unet(model_input, timesteps=timestep.float(), context=context).float()
         snr = 1.0 / sigma.flatten() ** 2
         weight = snr.clamp(max=s.min_snr_gamma) / snr
@@ -472,7 +489,16 @@ def main() -> None:
     for name, value in asdict(defaults).items():
         if isinstance(value, (int, float)) and name != "held_out":
             parser.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value)
+    parser.add_argument(
+        "--precision",
+        choices=("auto", "bfloat16", "float32"),
+        default="auto",
+        help="auto: bfloat16 where the CPU has bfloat16 units (AVX512-BF16 or AMX), else float32; reproducing the "
+        "committed weights needs bfloat16, as recorded",
+    )
     args = parser.parse_args()
+    if args.precision == "auto":
+        args.precision = "bfloat16" if cpu_has_bfloat16_units() else "float32"
     settings = Settings(**{k: getattr(args, k) for k in asdict(defaults) if k != "held_out"})
     sys.path.insert(0, str(args.comfyui.resolve()))
     record = train(args.comfyui.resolve(), args.out_dir, settings, args.resume)
