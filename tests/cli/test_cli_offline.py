@@ -9,6 +9,7 @@ import subprocess
 import sys
 import zipfile
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from img2img_cli import graph as cli_graph
@@ -16,6 +17,7 @@ from img2img_cli import main as cli_main
 from img2img_cli.client import describe_execution_error, describe_refusal
 from img2img_cli.graph import CHECKOUT_TEMPLATES, Parameters, build_graph, load_template
 from img2img_cli.local import load_harness
+from img2img_cli.options import RunOptions, build_parser, options_from_arguments
 from img2img_cli.results import Manifest, resume_key, write_output
 
 from pack_under_test import PACK_ROOT
@@ -215,6 +217,77 @@ def test_usage_errors_exit_2_with_a_message(tmp_path, capsys, monkeypatch):
     with pytest.raises(SystemExit):
         cli_main.main([*base, "--denoise", "0.5"])
     assert "pass --server URL" in capsys.readouterr().err
+
+
+def options_for(*argv: str) -> RunOptions:
+    return options_from_arguments(build_parser().parse_args(argv))
+
+
+def test_the_command_line_becomes_one_typed_record_at_its_edge(monkeypatch):
+    plain = ["run", "a.png", "in", "--prompt", "p", "--denoise", "0.5", "--out", "o"]
+    defaults = options_for(*plain)
+    assert defaults == RunOptions(
+        inputs=(Path("a.png"), Path("in")),
+        out=Path("o"),
+        prompt="p",
+        negative="",
+        denoise=0.5,
+        sweep_seeds=(),
+        steps=20,
+        cfg=7.0,
+        sampler="euler",
+        scheduler="normal",
+        mode="steps_x_denoise",
+        width=0,
+        height=0,
+        fit="crop",
+        accelerate=False,
+        seed=0,
+        per_image_seeds=False,
+        checkpoint=None,
+        servers=(),
+        models_dir=None,
+        job_timeout=3600.0,
+        ray_address=None,
+        comfyui=None,
+        workers=None,
+        cpu=False,
+    )
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        defaults.seed = 1
+    sweep = ["sweep", "in", "--prompt", "p", "--denoise", "0.2,0.4", "--seeds", "3,4", "--out", "o", "--cfg", "1"]
+    sweep += ["--server", "http://a:1/", "--server", "http://b:2", "--server", "http://a:1", "--timeout", "30"]
+    sweep += ["--seed", "5", "--per-image-seeds", "--accelerate", "--ray", "auto", "--workers", "2", "--cpu"]
+    flags = options_for(*sweep)
+    assert (flags.denoise, flags.sweep_seeds, flags.cfg, flags.seed, flags.per_image_seeds) == (
+        (0.2, 0.4),
+        (3, 4),
+        1,
+        5,
+        True,
+    )
+    assert flags.servers == ("http://a:1", "http://b:2")  # without the trailing slash, each once
+    assert (flags.job_timeout, flags.ray_address, flags.workers, flags.cpu) == (30.0, "auto", 2, True)
+    assert flags.parameters("model.safetensors") == Parameters(
+        prompt="p",
+        negative="",
+        denoise=(0.2, 0.4),
+        sweep_seeds=(3, 4),
+        steps=20,
+        cfg=1.0,
+        sampler="euler",
+        scheduler="normal",
+        mode="steps_x_denoise",
+        checkpoint="model.safetensors",
+        width=0,
+        height=0,
+        fit="crop",
+        accelerate=True,
+    )
+    # main() hands the run the record, not argparse's Namespace.
+    handed = []
+    monkeypatch.setattr(cli_main, "run", lambda options: handed.append(options) or 0)
+    assert cli_main.main(sweep) == 0 and handed == [flags]
 
 
 def test_an_unreachable_server_fails_every_image(tmp_path, capsys):
