@@ -7,7 +7,9 @@ runs the UNet's weights in bfloat16 for the length of one sampling run and uses 
 ``scaled_dot_product_attention``. The loop, the sigmas and the latents stay float32. On a CPU the
 convolutions and linear layers run on weights in oneDNN's own blocked layout, packed once at their first
 call (oneDNN reorders a plain bfloat16 weight on every call: convolutions took two thirds of a step), and
-the bfloat16 copy of one model is kept for the next run while ComfyUI's patches on it are unchanged.
+the bfloat16 copy of one model is kept for the next run while ComfyUI's patches on it are unchanged. Packing
+runs on private ``torch.ops.mkldnn`` ops that any torch release may rename or remove: where they are missing,
+the layers run their own forward on plain bfloat16 weights, and one log line says so.
 
 The weights are converted after ComfyUI has loaded and patched the model (LoRA and other weight
 patches are already in them) and the float32 tensors are put back when the run ends, also when it
@@ -30,6 +32,7 @@ import sys
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import NamedTuple
 
 import comfy.ldm.modules.attention
 import comfy.ldm.modules.diffusionmodules.model as vae_blocks
@@ -128,12 +131,12 @@ def weights_in(
     """``module``'s float32 parameters and buffers in ``dtype`` until the block ends, then the originals again.
 
     The tensors' ``.data`` is swapped, not the Parameter objects, which ComfyUI's model patcher holds on to.
-    Where oneDNN runs ``dtype`` (a CPU), convolutions and linear layers run on their weights in oneDNN's own
-    blocked layout instead, packed at their first call. ``patches_key`` names the state of the weights
-    (ComfyUI's patches on them); on a CPU and with ``keep`` the converted tensors are kept for the next run
-    with that state.
+    Where oneDNN runs ``dtype`` (a CPU) and this torch has its packing ops, convolutions and linear layers run on
+    their weights in oneDNN's own blocked layout instead, packed at their first call. ``patches_key`` names the
+    state of the weights (ComfyUI's patches on them); on a CPU and with ``keep`` the converted tensors are kept
+    for the next run with that state.
     """
-    layers = packable_layers(module, dtype)
+    onednn, layers = packable_layers(module, dtype)
     packed_weights = {id(layer.weight) for layer in layers}
     tensors = [
         t for t in (*module.parameters(), *module.buffers()) if t.dtype == torch.float32 and id(t) not in packed_weights
@@ -145,7 +148,7 @@ def weights_in(
         for tensor, copy in zip(tensors, kept.tensors, strict=True):
             tensor.data = copy
         for index, layer in enumerate(layers):
-            layer.forward = PackedForward(layer, kept.packed, index, dtype)
+            layer.forward = PackedForward(layer, kept.packed, index, dtype, onednn)
         if declared is not None:
             module.dtype = dtype
         yield
@@ -156,7 +159,8 @@ def weights_in(
             vars(layer).pop("forward", None)
         if declared is not None:
             module.dtype = declared
-        if layers:  # a CPU: what the block freed (a copy not kept, packing's temporaries) goes back to the system
+        # A CPU, packed or not: what the block freed (a copy not kept, packing's temporaries) goes back to the system.
+        if layers or (originals and originals[0].device.type == "cpu"):
             kept = None  # this frame's reference would hold a copy that is not kept until the generator is gone
             return_freed_memory()
 
@@ -181,14 +185,39 @@ def return_freed_memory() -> None:
         malloc_trim(0)
 
 
-def packable_layers(module: torch.nn.Module, dtype: torch.dtype) -> list[torch.nn.Module]:
-    """The convolutions and linear layers of ``module`` that can run on oneDNN-packed ``dtype`` weights: on a
-    CPU, float32 layers that run their plain forward (no casts or weight patches on the fly, zero padding)."""
+class OneDNNOps(NamedTuple):
+    """The private oneDNN ops that packing runs on, as ``onednn_packing_ops`` found them in this torch."""
+
+    reorder_convolution_weight: Callable[..., torch.Tensor]
+    convolution_pointwise: Callable[..., torch.Tensor]
+    reorder_linear_weight: Callable[..., torch.Tensor]
+    linear_pointwise: Callable[..., torch.Tensor]
+
+
+def onednn_packing_ops() -> tuple[OneDNNOps | None, str]:
+    """torch's oneDNN ops for packed weights, or None and the reason why this torch has none. They are
+    private (``torch.ops.mkldnn._reorder_convolution_weight`` and its kin): the only place they are looked
+    up, once a run, so that a torch without them runs unpacked rather than failing in the middle of a run."""
+    if not torch.backends.mkldnn.is_available():
+        return None, "this torch is built without oneDNN"
+    names = [f"_{field}" for field in OneDNNOps._fields]
+    missing = [name for name in names if not hasattr(torch.ops.mkldnn, name)]
+    if missing:
+        return None, f"torch {torch.__version__} has no torch.ops.mkldnn.{', '.join(missing)}"
+    return OneDNNOps(*(getattr(torch.ops.mkldnn, name) for name in names)), ""
+
+
+def packable_layers(module: torch.nn.Module, dtype: torch.dtype) -> tuple[OneDNNOps | None, list[torch.nn.Module]]:
+    """oneDNN's packing ops and the convolutions and linear layers of ``module`` that can run on packed ``dtype``
+    weights: on a CPU, float32 layers that run their plain forward (no casts or weight patches on the fly, zero
+    padding). Where this torch has no packing ops, none and a log line: the layers run on plain ``dtype`` weights."""
     parameter = next(module.parameters(), None)
     if parameter is None or parameter.device.type != "cpu" or dtype != torch.bfloat16:
-        return []
-    if not torch.backends.mkldnn.is_available():
-        return []
+        return None, []
+    onednn, reason = onednn_packing_ops()
+    if onednn is None:
+        logging.info("comfyui-img2img accelerate: layers run on unpacked %s weights, because %s", dtype, reason)
+        return None, []
 
     def packable(layer: torch.nn.Module) -> bool:
         if type(layer).forward not in PLAIN_FORWARDS or "forward" in vars(layer):
@@ -201,7 +230,7 @@ def packable_layers(module: torch.nn.Module, dtype: torch.dtype) -> list[torch.n
             layer.padding_mode == "zeros" and not isinstance(layer.padding, str)
         )
 
-    return [layer for layer in module.modules() if isinstance(layer, PACKED_TYPES) and packable(layer)]
+    return onednn, [layer for layer in module.modules() if isinstance(layer, PACKED_TYPES) and packable(layer)]
 
 
 PACKED_TYPES = (torch.nn.Conv2d, torch.nn.Linear)
@@ -220,27 +249,25 @@ class PackedForward:
     of a packed convolution comes back in the layout oneDNN computed it in (channels-last), which the next
     convolution takes without a reorder."""
 
-    def __init__(self, layer: torch.nn.Module, packed: list, index: int, dtype: torch.dtype) -> None:
-        self.layer, self.packed, self.index, self.dtype = layer, packed, index, dtype
+    def __init__(self, layer: torch.nn.Module, packed: list, index: int, dtype: torch.dtype, onednn: OneDNNOps) -> None:
+        self.layer, self.packed, self.index, self.dtype, self.onednn = layer, packed, index, dtype, onednn
         if not isinstance(layer, torch.nn.Linear):  # once, not on every call of the sampling loop
             self.geometry = (list(layer.padding), list(layer.stride), list(layer.dilation), layer.groups)
 
     def __call__(self, input: torch.Tensor) -> torch.Tensor:
         comfy.model_management.throw_exception_if_processing_interrupted()  # as ComfyUI's ops do every layer
-        layer, weight = self.layer, self.packed[self.index]
+        layer, weight, onednn = self.layer, self.packed[self.index], self.onednn
         if isinstance(layer, torch.nn.Linear):
             if weight is None:
                 rows = input.numel() // input.shape[-1]
-                weight = torch.ops.mkldnn._reorder_linear_weight(layer.weight.to(self.dtype), rows)
+                weight = onednn.reorder_linear_weight(layer.weight.to(self.dtype), rows)
                 self.packed[self.index] = weight
-            return torch.ops.mkldnn._linear_pointwise(input, weight, layer.bias, "none", [], "")
+            return onednn.linear_pointwise(input, weight, layer.bias, "none", [], "")
         geometry = self.geometry
         if weight is None:
-            weight = torch.ops.mkldnn._reorder_convolution_weight(
-                layer.weight.to(self.dtype), *geometry, list(input.shape)
-            )
+            weight = onednn.reorder_convolution_weight(layer.weight.to(self.dtype), *geometry, list(input.shape))
             self.packed[self.index] = weight
-        return torch.ops.mkldnn._convolution_pointwise(input, weight, layer.bias, *geometry, "none", [], "")
+        return onednn.convolution_pointwise(input, weight, layer.bias, *geometry, "none", [], "")
 
 
 class ConvertedWeights:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import types
 
 import numpy as np
 import pytest
@@ -39,6 +40,18 @@ def accelerates(comfy_runtime) -> bool:
     from comfyui_img2img.nodes.accelerate import accelerated_dtype
 
     return accelerated_dtype(comfy_runtime.model)[0] is not None
+
+
+@pytest.fixture
+def bfloat16_units(monkeypatch):
+    """The accelerated path on this CPU as on one with bfloat16 units; where it has none, oneDNN emulates them
+    (slower, still bfloat16). The copy of the weights it keeps goes at the end, as the other tests expect none
+    kept on such a CPU."""
+    from comfyui_img2img.nodes import accelerate
+
+    monkeypatch.setattr(accelerate, "cpu_has_native_bfloat16", lambda: True)
+    yield
+    accelerate.release_kept_copy()
 
 
 def pack(runtime, model, latent, accelerate: bool) -> torch.Tensor:
@@ -143,3 +156,37 @@ def test_the_kept_copy_goes_with_the_model(comfy_runtime, latent, accelerates):
     gc.collect()
 
     assert kept_bytes() == 0
+
+
+def test_a_torch_without_the_onednn_packing_ops_runs_on_unpacked_bfloat16_weights(
+    comfy_runtime, latent, bfloat16_units, layer_forwards, monkeypatch, caplog
+):
+    """Packing runs on private ``torch.ops.mkldnn`` ops: where a torch release lacks one, the run still completes,
+    its layers on their own forward with plain bfloat16 weights, as close to the plain path as the packed run, and
+    one log line says so."""
+    from comfyui_img2img.nodes.accelerate import release_kept_copy
+
+    unet = comfy_runtime.model.model.diffusion_model
+    plain = pack(comfy_runtime, comfy_runtime.model, latent, accelerate=False)
+    results = []
+
+    def accelerated_run() -> None:
+        results.append(pack(comfy_runtime, comfy_runtime.model, latent, accelerate=True))
+
+    seen, _ = layer_forwards(unet, accelerated_run)
+    assert seen == {"PackedForward"}  # this torch has the ops
+
+    release_kept_copy()  # else the next run reuses its packed weights and packs nothing; a new torch's runs start bare
+    present = ("_convolution_pointwise", "_reorder_linear_weight", "_linear_pointwise")
+    without = types.SimpleNamespace(**{op: getattr(torch.ops.mkldnn, op) for op in present})
+    monkeypatch.setattr(torch.ops, "mkldnn", without)
+    with caplog.at_level(logging.INFO):
+        seen, left = layer_forwards(unet, accelerated_run)
+    packed, unpacked = results
+    assert seen == {"NoneType"} and not left
+    unpacked_lines = [r.getMessage() for r in caplog.records if "unpacked torch.bfloat16 weights" in r.getMessage()]
+    assert len(unpacked_lines) == 1
+    assert "has no torch.ops.mkldnn._reorder_convolution_weight" in unpacked_lines[0]
+    assert torch.isfinite(unpacked).all()
+    assert 0 < rel_rms(unpacked, plain) <= TOLERANCE_REL_RMS  # it ran in bfloat16
+    assert rel_rms(unpacked, packed) <= TOLERANCE_REL_RMS
