@@ -7,6 +7,7 @@ On a device without bfloat16 the nodes take the plain path with a log line, and 
 from __future__ import annotations
 
 import logging
+import types
 
 import numpy as np
 import pytest
@@ -98,3 +99,26 @@ def test_a_vae_that_runs_in_another_dtype_takes_the_plain_path_with_a_log_line(c
         )
     assert images.shape == (1, 8, 8, 3)
     assert "Img2ImgVAEDecode accelerate: plain path, because it runs in torch.bfloat16 already" in caplog.text
+
+
+def test_a_torch_without_the_onednn_packing_ops_codes_on_unpacked_bfloat16_weights(
+    comfy_runtime, pixels, layer_forwards, monkeypatch
+):
+    """Where torch has none of the private oneDNN ops that packing runs on, the VAE's layers run their own forward
+    on plain bfloat16 weights, within 40 dB of the plain path. Forced onto the bfloat16 path where this CPU has no
+    bfloat16 units (oneDNN emulates them: slower, still bfloat16)."""
+    from comfyui_img2img.nodes import accelerate
+
+    monkeypatch.setattr(accelerate, "cpu_has_native_bfloat16", lambda: True)
+    monkeypatch.setattr(torch.ops, "mkldnn", types.SimpleNamespace())
+    vae = comfy_runtime.vae
+    plain_latent, plain = round_trip(comfy_runtime, vae, pixels, accelerate=False)
+    results = []
+    seen, left = layer_forwards(
+        vae.first_stage_model, lambda: results.extend(round_trip(comfy_runtime, vae, pixels, accelerate=True))
+    )
+    fast_latent, fast = results
+    assert seen == {"NoneType"} and not left
+    assert not torch.equal(fast_latent, plain_latent)  # it ran in bfloat16
+    assert psnr(fast, plain) >= MIN_PSNR
+    assert vae.vae_dtype == torch.float32
