@@ -3,8 +3,10 @@
 Workers take the next image from a shared queue when their server is free, so fast servers do more.
 A server that stops answering puts its unfinished image back at the front of the queue for the others
 and gets nothing more. An image is written to the manifest only by the worker that fetched its picture,
-so nothing is lost or recorded twice. ``Work`` is the part both backends share (this one and the Ray
-cluster's, ray_cluster.py): the queue, the claims on inputs in the output folder, the manifest and the bar.
+so nothing is lost or recorded twice. Both backends (this one and the Ray cluster's, ray_cluster.py) run an
+image with ``run_on_server``, which tells how it ended as an ``ImageOutcome``, and settle it with
+``Work.record``; ``Work`` is the rest they share: the queue, the claims on inputs in the output folder, the
+manifest and the bar.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -34,6 +37,18 @@ class Job:
     path: Path
     sha256: str
     seed: int
+
+
+@dataclass(frozen=True)
+class ImageOutcome:
+    """How one image ended on a server, the same from either backend: done (``result``, the picture, made by
+    ``server``), failed (``error``, for the user), or stopped by Ctrl-C (neither). A Ray actor returns it to
+    the driver, so it holds data only, nothing of the actor's."""
+
+    job: Job  # the input as planned: its file, content hash and seed
+    result: Result | None = None
+    server: str = ""  # where the picture was made, as the manifest names it
+    error: str | None = None
 
 
 @dataclass
@@ -105,14 +120,37 @@ class Work:
         self.overall.update(1)
         say(f"done elsewhere {job.path}: another run into {self.out_dir} has it in the manifest")
 
-    def read(self, job: Job) -> bytes:
-        data = job.path.read_bytes()
+    def read(self, job: Job) -> bytes | None:
+        """The input's bytes as they were hashed when the run was planned; None when the file cannot be read
+        or has changed since, and then the image has failed."""
+        try:
+            data = job.path.read_bytes()
+        except OSError as error:
+            self.record(ImageOutcome(job, error=str(error)))
+            return None
         if hashlib.sha256(data).hexdigest() != job.sha256:
-            raise JobFailed("the file changed while the batch ran; run again to include it")
+            self.record(ImageOutcome(job, error="the file changed while the batch ran; run again to include it"))
+            return None
         return data
 
-    def record_done(self, job: Job, result: Result, server: str) -> Path | None:
-        """Writes the picture and then its manifest line; the job is settled."""
+    def record(self, outcome: ImageOutcome) -> None:
+        """Settles an image as its outcome says, whichever backend ran it: its picture and then its manifest
+        line, a failure, or (stopped) neither."""
+        job = outcome.job
+        if outcome.result is not None:
+            self._record_done(job, outcome.result, outcome.server)
+            return
+        if outcome.error is None:
+            say(f"stopped {job.path}")
+        else:
+            with self.lock:
+                self.summary.failed += 1
+            self.overall.update(1)
+            say(f"FAILED {job.path}: {outcome.error}", error=True)
+        self.settle(job)
+
+    def _record_done(self, job: Job, result: Result, server: str) -> None:
+        """Writes the picture and then its manifest line; a picture that cannot be written fails the image."""
         try:
             output = write_output(self.out_dir, job.path.stem, Path(result.server_filename).suffix, result.data)
             self.manifest.append(
@@ -129,20 +167,12 @@ class Work:
                 }
             )
         except OSError as error:
-            self.record_failure(job, str(error))
-            return None
+            self.record(ImageOutcome(job, error=str(error)))
+            return
         with self.lock:
             self.summary.done += 1
         self.overall.update(1)
         say(f"done {job.path} -> {output} ({server}, {result.timings['total_s']:.1f} s)")
-        self.settle(job)
-        return output
-
-    def record_failure(self, job: Job, message: str) -> None:
-        with self.lock:
-            self.summary.failed += 1
-        self.overall.update(1)
-        say(f"FAILED {job.path}: {message}", error=True)
         self.settle(job)
 
     def settle(self, job: Job, requeue: bool = False) -> None:
@@ -164,7 +194,7 @@ class Work:
                 self.held.clear()
                 self.in_flight += len(left)  # each is settled as a failure below
             for job in left:
-                self.record_failure(job, "no server left to run it")
+                self.record(ImageOutcome(job, error="no server left to run it"))
         self.claims.close()
         self.overall.close()
 
@@ -255,26 +285,41 @@ class Batch:
             bar.total, bar.n = maximum, value
             bar.refresh()
 
+        data = self.work.read(job)
+        if data is None:
+            return
         try:
-            result = run_on_server(client, self.work.read(job), job, self.template, self.parameters, progress)
+            outcome = run_on_server(client, data, job, self.template, self.parameters, client.url, progress)
         except ServerGone:
             say(f"img2img: {job.path} goes back to the queue for the other servers", error=True)
             self.work.settle(job, requeue=True)
             raise
-        except JobInterrupted:
-            say(f"stopped {job.path}")
-            self.work.settle(job)
-        except (JobFailed, OSError) as error:
-            self.work.record_failure(job, str(error))
-        except Exception as error:  # a surprise answer must not strand the job as in flight forever
-            self.work.record_failure(job, f"{type(error).__name__}: {error}")
-        else:
-            self.work.record_done(job, result, client.url)
+        self.work.record(outcome)
 
 
 def run_on_server(
-    client: ServerClient, data: bytes, job: Job, template: dict, parameters: Parameters, progress
-) -> Result:
-    """One image through one server: upload, the graph, the progress, the picture's bytes. The worker threads
-    here and the Ray actors (ray_cluster.py) both call it."""
-    return client.run(data, job.path.name, lambda image: build_graph(template, parameters, job.seed, image), progress)
+    client: ServerClient,
+    data: bytes,
+    job: Job,
+    template: dict,
+    parameters: Parameters,
+    server: str,
+    progress: Callable[[int, int], None],
+) -> ImageOutcome:
+    """One image through one server (upload, the graph, the progress, the picture's bytes) and how it ended.
+    The worker threads here and the Ray actors (ray_cluster.py) both call it. A server that is gone is no
+    outcome of the image and raises ServerGone: a thread puts the image back in the queue for the other
+    servers, an actor ends so that Ray restarts it with a new server and runs the image again."""
+    try:
+        result = client.run(
+            data, job.path.name, lambda image: build_graph(template, parameters, job.seed, image), progress
+        )
+    except ServerGone:
+        raise
+    except JobInterrupted:
+        return ImageOutcome(job)
+    except (JobFailed, OSError) as error:
+        return ImageOutcome(job, error=str(error))
+    except Exception as error:  # a surprise answer fails the image, not its worker, and strands nothing in flight
+        return ImageOutcome(job, error=f"{type(error).__name__}: {error}")
+    return ImageOutcome(job, result=result, server=server)

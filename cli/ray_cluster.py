@@ -2,9 +2,10 @@
 
 Each worker is a Ray actor that starts ComfyUI (``--comfyui DIR``, the same tree on every node, run with the
 Python of the Ray worker) on a free loopback port of its node and runs images through it with the same
-upload, graph, progress and download as a ``--server`` (batch.run_on_server). The driver reads the inputs
-and sends their bytes, and writes every picture and manifest line itself (batch.Work), so the output folder
-and the manifest exist on the driver's machine only and stay the single record.
+upload, graph, progress and download as a ``--server`` (batch.run_on_server), and returns the same
+batch.ImageOutcome. The driver reads the inputs and sends their bytes, and records every outcome itself
+(batch.Work.record: each picture and manifest line), so the output folder and the manifest exist on the
+driver's machine only and stay the single record.
 
 A worker whose server dies ends its own process: Ray restarts the actor (a new server; MAX_RESTARTS) and
 runs its image again on it (MAX_TASK_RETRIES). A picture is written only when a task returns, so an image
@@ -26,8 +27,8 @@ from pathlib import Path
 import ray
 from ray.exceptions import RayActorError, RayTaskError
 
-from .batch import JOIN_POLL_S, Job, Summary, Work, run_on_server, say
-from .client import JobFailed, JobInterrupted, ServerClient, ServerGone
+from .batch import JOIN_POLL_S, ImageOutcome, Job, Summary, Work, run_on_server, say
+from .client import ServerClient, ServerGone
 from .graph import Parameters
 
 MAX_RESTARTS = 8  # per worker, over the whole run: a server may die this often and be replaced
@@ -98,23 +99,15 @@ class ComfyWorker:
     def describe(self) -> dict:
         return {"url": self.url, "pid": self.process.pid, "node": ray.util.get_node_ip_address()}
 
-    def run(self, data: bytes, job: Job) -> tuple[str, object, str]:
-        """("done", Result), ("failed", message) or ("stopped", None), and the server's name for the manifest;
-        a dead server ends this process."""
+    def run(self, data: bytes, job: Job) -> ImageOutcome:
+        """How the image ended, its server named for the manifest; a dead server ends this process."""
         where = f"{self.url} on {ray.util.get_node_ip_address()}"
         try:
-            result = run_on_server(self.client, data, job, self.template, self.parameters, lambda *_: None)
-            return "done", result, where
+            return run_on_server(self.client, data, job, self.template, self.parameters, where, lambda *_: None)
         except ServerGone as error:
             print(f"img2img worker: ComfyUI at {self.url} is gone ({error}); the actor restarts", file=sys.stderr)
             self.process.kill()
             os._exit(1)  # not an exception: Ray restarts the actor only when its process dies
-        except JobInterrupted:
-            return "stopped", None, where
-        except (JobFailed, OSError) as error:
-            return "failed", str(error), where
-        except Exception as error:  # a surprise answer fails the image, not the worker
-            return "failed", f"{type(error).__name__}: {error}", where
 
 
 def connect(address: str, workers: int | None, cpu: bool) -> int:
@@ -193,14 +186,10 @@ class RayBatch:
         in_flight: dict = {}  # task -> (actor, job)
         while True:
             while idle and (job := self.work.next_job()) is not None:
-                actor = idle.pop()
-                try:
-                    data = self.work.read(job)
-                except (JobFailed, OSError) as error:
-                    self.work.record_failure(job, str(error))
-                    idle.append(actor)
-                    continue
-                in_flight[actor.run.remote(data, job)] = (actor, job)
+                data = self.work.read(job)
+                if data is not None:  # else the image has failed and the worker stays idle
+                    actor = idle.pop()
+                    in_flight[actor.run.remote(data, job)] = (actor, job)
             if not in_flight:
                 if self.work.finished() or not idle:
                     return  # all done, or no worker left (close() fails the rest)
@@ -210,16 +199,12 @@ class RayBatch:
             for task in done:
                 actor, job = in_flight.pop(task)
                 try:
-                    outcome, value, where = ray.get(task)
+                    outcome = ray.get(task)
                 except RayActorError as error:
-                    self.work.record_failure(job, f"its worker died {MAX_TASK_RETRIES + 1} times or for good: {error}")
+                    died = f"its worker died {MAX_TASK_RETRIES + 1} times or for good: {error}"
+                    self.work.record(ImageOutcome(job, error=died))
                     continue  # the actor is gone: it gets no more images
-                except RayTaskError as error:
-                    outcome, value = "failed", str(error)
+                except RayTaskError as error:  # the task raised instead of returning; its worker goes on
+                    outcome = ImageOutcome(job, error=str(error))
                 idle.append(actor)
-                if outcome == "done":
-                    self.work.record_done(job, value, where)
-                elif outcome == "stopped":
-                    self.work.settle(job)
-                else:
-                    self.work.record_failure(job, value)
+                self.work.record(outcome)

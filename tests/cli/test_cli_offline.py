@@ -1,4 +1,5 @@
-"""The CLI's parts that need no server: graph, inputs, resume keys, output files, messages, packaging."""
+"""The CLI's parts that need no server: graph, inputs, resume keys, output files, messages, packaging, the
+options record, and the outcome both backends report an image with."""
 
 from __future__ import annotations
 
@@ -12,14 +13,17 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from img2img_cli import batch as cli_batch
 from img2img_cli import graph as cli_graph
 from img2img_cli import main as cli_main
-from img2img_cli.client import describe_execution_error, describe_refusal
+from img2img_cli.batch import Batch, ImageOutcome, run_on_server
+from img2img_cli.client import JobFailed, JobInterrupted, Result, ServerGone, describe_execution_error, describe_refusal
 from img2img_cli.graph import CHECKOUT_TEMPLATES, Parameters, build_graph, load_template
 from img2img_cli.local import load_harness
 from img2img_cli.options import RunOptions, build_parser, options_from_arguments
 from img2img_cli.results import Manifest, resume_key, write_output
 
+from cli_progress import manifest_lines
 from pack_under_test import PACK_ROOT
 
 PARAMETERS = Parameters(
@@ -288,6 +292,73 @@ def test_the_command_line_becomes_one_typed_record_at_its_edge(monkeypatch):
     handed = []
     monkeypatch.setattr(cli_main, "run", lambda options: handed.append(options) or 0)
     assert cli_main.main(sweep) == 0 and handed == [flags]
+
+
+class FakeServer:
+    """Stands in for a ServerClient (client.py): builds each image's graph as a real run does, then answers it,
+    by file name, with its Result or raises its exception."""
+
+    url = "http://fake:8188"
+
+    def __init__(self, answers: dict[str, Result | Exception]) -> None:
+        self.answers = answers
+
+    def connect(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def run(self, data, name, make_graph, on_progress) -> Result:
+        make_graph(f"img2img-cli/{name}")
+        answer = self.answers[name]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+def test_both_backends_report_an_image_as_one_outcome_that_work_records(tmp_path, monkeypatch):
+    images = []
+    for name in ("a.png", "b.png", "c.png", "d.png"):
+        images.append(tmp_path / name)
+        images[-1].write_bytes(name.encode())
+    out = tmp_path / "out"
+    out.mkdir()
+    jobs = cli_main.plan_jobs(images, 3, False, PARAMETERS, Manifest(out))[0]
+    picture = Result(b"picture", "img2img_00001_.png", "prompt-a", {"total_s": 1.5})
+    answers = {"a.png": picture, "b.png": JobFailed("refused"), "c.png": KeyError("x"), "d.png": JobInterrupted()}
+    server, template = FakeServer(answers), load_template()
+    expected = {
+        "a.png": ImageOutcome(jobs[0], result=picture, server=server.url),
+        "b.png": ImageOutcome(jobs[1], error="refused"),
+        "c.png": ImageOutcome(jobs[2], error="KeyError: 'x'"),  # a surprise answer fails the image alone
+        "d.png": ImageOutcome(jobs[3]),  # stopped by Ctrl-C: neither done nor failed
+    }
+    with pytest.raises(ServerGone):  # no outcome of the image: each backend replaces its server
+        run_on_server(FakeServer({"a.png": ServerGone("gone")}), b"", jobs[0], template, PARAMETERS, "", print)
+
+    # The local backend: a --server's worker thread; every image it settles goes through Work.record.
+    recorded = []
+    record = cli_batch.Work.record
+    monkeypatch.setattr(cli_batch, "ServerClient", lambda url, stop, job_timeout: server)
+    monkeypatch.setattr(
+        cli_batch.Work, "record", lambda work, outcome: recorded.append(outcome) or record(work, outcome)
+    )
+    summary = Batch(jobs, [server.url], PARAMETERS, template, out, 60.0).run()
+    assert {outcome.job.path.name: outcome for outcome in recorded} == expected
+    assert (summary.done, summary.failed, summary.interrupted) == (1, 2, False)
+    [line] = manifest_lines(out)
+    fields = {name: line[name] for name in ("input", "output", "server", "prompt_id")}
+    assert fields == {"input": str(images[0]), "output": "a.png", "server": server.url, "prompt_id": "prompt-a"}
+    assert (out / "a.png").read_bytes() == b"picture"
+
+    # The Ray backend: an actor's run returns the driver the same outcomes (its method alone, without a cluster).
+    ray_cluster = pytest.importorskip("img2img_cli.ray_cluster")
+    monkeypatch.setattr(ray_cluster.ray.util, "get_node_ip_address", lambda: "10.0.0.9")
+    actor = object.__new__(ray_cluster.ComfyWorker)  # no ComfyUI started: the fake server answers
+    actor.client, actor.url, actor.template, actor.parameters = server, server.url, template, PARAMETERS
+    on_ray = {job.path.name: actor.run(job.path.read_bytes(), job) for job in jobs}
+    assert on_ray == {**expected, "a.png": replace(expected["a.png"], server=f"{server.url} on 10.0.0.9")}
 
 
 def test_an_unreachable_server_fails_every_image(tmp_path, capsys):
