@@ -48,6 +48,32 @@ def selected_names(image: str, folder: str, index: int, limit: int) -> list[str]
     return names[index : index + limit] if limit else names[index:]
 
 
+# How Img2ImgLoadImage sizes what it loads (nodes/core/fit.py).
+FIT_INPUTS = {
+    "width": ("INT", {
+        "default": 0, "min": 0, "max": 16384,
+        "tooltip": "Target width; 0 keeps it, or computes it from height keeping the aspect ratio.",
+    }),
+    "height": ("INT", {
+        "default": 0, "min": 0, "max": 16384,
+        "tooltip": "Target height; 0 keeps it, or computes it from width. Both set: fit inside.",
+    }),
+    "multiple": ("INT", {
+        "default": 8, "min": 1, "max": 512,
+        "tooltip": "Both sides become a multiple of this (8 for SD VAEs, 64 for some models).",
+    }),
+    "fit": (list(FIT_MODES), {
+        "default": "crop",
+        "tooltip": "crop: center-crop to the multiple below. pad: pad to the multiple above (MASK 1 "
+                   "in the pad). stretch: resize to the nearest multiple.",
+    }),
+    "method": (list(RESAMPLE_METHODS), {
+        "default": "lanczos",
+        "tooltip": "Resampling filter for resizing.",
+    }),
+}  # fmt: skip
+
+
 class Img2ImgLoadImage:
     DESCRIPTION = (
         "Loads an image from ComfyUI's input folder (upload one with the button) upright per its EXIF data, with "
@@ -92,27 +118,7 @@ class Img2ImgLoadImage:
                     "default": 1, "min": 0, "max": 10_000,
                     "tooltip": "Folder mode: how many images from index on (0 = all); they become one batch.",
                 }),
-                "width": ("INT", {
-                    "default": 0, "min": 0, "max": 16384,
-                    "tooltip": "Target width; 0 keeps it, or computes it from height keeping the aspect ratio.",
-                }),
-                "height": ("INT", {
-                    "default": 0, "min": 0, "max": 16384,
-                    "tooltip": "Target height; 0 keeps it, or computes it from width. Both set: fit inside.",
-                }),
-                "multiple": ("INT", {
-                    "default": 8, "min": 1, "max": 512,
-                    "tooltip": "Both sides become a multiple of this (8 for SD VAEs, 64 for some models).",
-                }),
-                "fit": (list(FIT_MODES), {
-                    "default": "crop",
-                    "tooltip": "crop: center-crop to the multiple below. pad: pad to the multiple above (MASK 1 "
-                               "in the pad). stretch: resize to the nearest multiple.",
-                }),
-                "method": (list(RESAMPLE_METHODS), {
-                    "default": "lanczos",
-                    "tooltip": "Resampling filter for resizing.",
-                }),
+                **FIT_INPUTS,
             }
         }  # fmt: skip
 

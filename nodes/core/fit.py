@@ -18,6 +18,17 @@ RESAMPLE_METHODS = ("lanczos", "bicubic", "bilinear", "nearest-exact")
 _LANCZOS_LOBES = 3
 
 
+def _resized_and_final_size(size: tuple[int, int], multiple: int, fit: str) -> tuple[tuple[int, int], tuple[int, int]]:
+    """The size to resample to and the size ``fit`` then crops or pads it to."""
+    if fit == "stretch":
+        stretched = (_nearest_multiple(size[0], multiple), _nearest_multiple(size[1], multiple))
+        return stretched, stretched
+    if fit == "crop":
+        # A side shorter than one multiple gets one multiple: padded, as nothing can be cropped to it.
+        return size, tuple(max(side // multiple, 1) * multiple for side in size)
+    return size, tuple(-(-side // multiple) * multiple for side in size)
+
+
 def fit_image_and_mask(
     image: torch.Tensor,
     mask: torch.Tensor,
@@ -52,15 +63,7 @@ def fit_image_and_mask(
     _check_inputs(image, mask, width, height, multiple, fit, method)
     pixels = image.movedim(-1, 1).float()
     coverage = mask[:, None].float()
-    size = _aspect_size(image.shape[1], image.shape[2], width, height)
-    if fit == "stretch":
-        size = target = (_nearest_multiple(size[0], multiple), _nearest_multiple(size[1], multiple))
-    elif fit == "crop":
-        # A side shorter than one multiple gets one multiple: padded, as nothing can be cropped to it.
-        target = tuple(max(side // multiple, 1) * multiple for side in size)
-    else:
-        target = tuple(-(-side // multiple) * multiple for side in size)
-
+    size, target = _resized_and_final_size(_aspect_size(image.shape[1], image.shape[2], width, height), multiple, fit)
     pixels, coverage = _resize(pixels, size, method), _resize(coverage, size, method)
     pixels, coverage = _crop(pixels, target), _crop(coverage, target)
     # F.pad's order: left, right, top, bottom.

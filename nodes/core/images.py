@@ -66,6 +66,29 @@ def probe_image_file(path: str | os.PathLike[str], name: str | None = None) -> N
         pass
 
 
+def _file_bytes(path: str | os.PathLike[str], name: str) -> bytes:
+    try:
+        with open(path, "rb") as file:
+            data = file.read()
+    except OSError as error:
+        raise ValueError(f"image {name!r} could not be read: {error.strerror or error}") from error
+    if not data:
+        raise ValueError(f"image {name!r} is empty (0 bytes)")
+    return data
+
+
+def _frame_samples(picture: Image.Image, data: bytes, name: str) -> tuple[np.ndarray, float]:
+    """The current frame's samples, upright, and the value of full intensity."""
+    with _decoding(name):
+        # Pillow's full load also vets a 16-bit colour PNG, which is then decoded again below.
+        picture.load()
+        if _is_png16_colour(data) and not getattr(picture, "is_animated", False):
+            samples, full = _decode_png16_colour(data), 65535.0
+        else:
+            samples, full = _pillow_samples(picture)
+        return _upright(samples, picture), full
+
+
 def load_image_file(
     path: str | os.PathLike[str], all_frames: bool = False, name: str | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -84,18 +107,11 @@ def load_image_file(
     formats, is truncated or corrupt, or is larger than Pillow's decompression-bomb limit
     (Image.MAX_IMAGE_PIXELS, checked from the header before any pixel data is decoded; Pillow's warning
     zone below twice that limit is refused too), or when all frames together exceed MAX_BATCH_PIXELS.
-    Truncated files are refused as long as ImageFile.LOAD_TRUNCATED_IMAGES is False, Pillow's default.
-    ``name`` is how errors call the file (default: its path).
+    Truncated files are refused while ImageFile.LOAD_TRUNCATED_IMAGES is False, Pillow's default. ``name`` is how
+    errors call the file (default: its path).
     """
     name = name or os.fspath(path)
-    try:
-        with open(path, "rb") as file:
-            data = file.read()
-    except OSError as error:
-        raise ValueError(f"image {name!r} could not be read: {error.strerror or error}") from error
-    if not data:
-        raise ValueError(f"image {name!r} is empty (0 bytes)")
-
+    data = _file_bytes(path, name)
     with _decoding(name):
         picture = Image.open(io.BytesIO(data), formats=LOADABLE_FORMATS)
     with picture:
@@ -106,15 +122,7 @@ def load_image_file(
             with _decoding(name):
                 picture.seek(index)
             _check_frame_size(name, index, picture.size, len(images))
-            with _decoding(name):
-                # Pillow's full load also vets a 16-bit colour PNG, which is then decoded again below.
-                picture.load()
-                if _is_png16_colour(data) and not getattr(picture, "is_animated", False):
-                    samples, full = _decode_png16_colour(data), 65535.0
-                else:
-                    samples, full = _pillow_samples(picture)
-                samples = _upright(samples, picture)
-            image, mask = _image_and_mask(samples, full)
+            image, mask = _image_and_mask(*_frame_samples(picture, data, name))
             if images and image.shape[:2] != images[0].shape[:2]:
                 image, mask = _on_canvas(image, mask, images[0].shape[:2])
             images.append(image)

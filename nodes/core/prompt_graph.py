@@ -134,6 +134,19 @@ def _size_text(size: tuple[int, int] | None) -> str | None:
     return f"{size[0]}x{size[1]}"
 
 
+def _sampler_settings(graph: _Graph, sampler_id: str | None) -> dict[str, Any]:
+    """The sampler's inputs, with those of the Img2ImgNoiseAtStrength whose plan an Img2ImgKSampler continues."""
+    if sampler_id is None:
+        return {}
+    settings = dict(_inputs(graph, sampler_id))
+    latent_source = _source(settings.get("latent_image"))
+    continues_plan = _class_type(graph, sampler_id) == "Img2ImgKSampler" and latent_source is not None
+    if continues_plan and _class_type(graph, latent_source) == NOISE_AT_STRENGTH_CLASS:
+        plan = _inputs(graph, latent_source)
+        settings.update({key: plan[key] for key in _PLAN_INPUTS if key in plan})
+    return settings
+
+
 def parameters_from_prompt(
     prompt: Mapping[str, Any] | None, save_node_id: str | int, size: tuple[int, int] | None = None
 ) -> dict[str, str | int | float]:
@@ -152,15 +165,8 @@ def parameters_from_prompt(
         graph = {str(node_id): node for node_id, node in prompt.items() if isinstance(node, dict)}
     result: dict[str, str | int | float] = {}
     sampler_id = _find_sampler(graph, str(save_node_id))
-    settings: dict[str, Any] = {}
+    settings = _sampler_settings(graph, sampler_id)
     if sampler_id is not None:
-        sampler_inputs = _inputs(graph, sampler_id)
-        settings = dict(sampler_inputs)
-        latent_source = _source(sampler_inputs.get("latent_image"))
-        continues_plan = _class_type(graph, sampler_id) == "Img2ImgKSampler" and latent_source is not None
-        if continues_plan and _class_type(graph, latent_source) == NOISE_AT_STRENGTH_CLASS:
-            plan = _inputs(graph, latent_source)
-            settings.update({key: plan[key] for key in _PLAN_INPUTS if key in plan})
         for side, label in (("positive", PROMPT), ("negative", NEGATIVE_PROMPT)):
             text = _prompt_text(graph, sampler_id, side)
             if text is not None:
