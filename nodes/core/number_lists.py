@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import math
 
+# Each value is a whole run (the sweep: strengths × seeds runs): a list's length bounds the job a text can ask for.
+MAX_VALUES = 32
+
 
 def parse_numbers(text: str, name: str, kind: type = float) -> list:
     """``"0.2, 0.4,0.6"`` → [0.2, 0.4, 0.6]; a clear ValueError naming the input otherwise."""
     values = []
-    for part in text.replace(";", ",").split(","):
+    parts = text.replace(";", ",").split(",")
+    if sum(1 for part in parts if part.strip()) > MAX_VALUES:
+        raise ValueError(f"{name}: at most {MAX_VALUES} values, got {len(parts)}")
+    for part in parts:
         if not part.strip():
             continue
         try:

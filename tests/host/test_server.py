@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import re
+import time
+import urllib.error
 
 import pytest
 from PIL import Image
@@ -11,7 +14,10 @@ from PIL import Image
 from host_servers import saved_paths
 from pack_under_test import GRAPH_NODE_IDS
 
-NODE_IDS = sorted(GRAPH_NODE_IDS | {"Img2ImgDenoiseSweep"})
+NODE_IDS = sorted(
+    GRAPH_NODE_IDS
+    | {"Img2ImgDenoiseSweep", "Img2ImgLoopback", "Img2ImgStrengthSigmas", "Img2ImgNoise", "Img2ImgBatchSeedSampler"}
+)
 
 
 def test_object_info_lists_the_six_nodes_with_tooltips(server):
@@ -83,3 +89,18 @@ def test_the_plan_route_answers_every_mode_and_a_stop(server):
     stopped = server.get_json(f"/img2img/plan?{query}steps_x_denoise&end_at_step=14")
     assert "steps 9–14 of 20" in stopped["text"] and "stops with leftover noise" in stopped["text"]
     assert stopped["model_steps"] == 6 and stopped["sigma_end"] > 0
+
+
+def test_an_absurd_plan_request_is_refused_at_once_and_the_server_keeps_answering(server):
+    """steps=1000000000 once grew the server to 23.8 GB on its event loop; the nodes' own maximum bounds it."""
+    started = time.monotonic()
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        server.get_json("/img2img/plan?steps=1000000000&denoise=0.01&strength_mode=comfy")
+    assert refused.value.code == 400 and time.monotonic() - started < 1.0
+    assert "steps must be at most 10000" in json.loads(refused.value.read())["error"]
+    # The longest ladder the nodes allow (10000 steps) runs in a worker thread: other requests are answered meanwhile.
+    query = "/img2img/plan?steps=1000&denoise=0.1&strength_mode=comfy&scheduler=normal&sampler_name=euler"
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        largest = pool.submit(server.get_json, query)
+        assert server.get_json("/system_stats")["system"]
+        assert "steps 9001–10000 of 10000" in largest.result()["text"]

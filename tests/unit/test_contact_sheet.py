@@ -8,6 +8,9 @@ from comfyui_img2img.nodes.core.number_lists import parse_numbers
 def test_parse_numbers_reads_lists_and_names_the_input():
     assert parse_numbers("0.2, 0.4,0.6,", "denoise_values") == [0.2, 0.4, 0.6]
     assert parse_numbers("1; 2", "seeds", int) == [1, 2]
+    assert len(parse_numbers(", ".join(["0.5"] * 32), "denoise_values")) == 32
+    with pytest.raises(ValueError, match="denoise_values: at most 32 values"):
+        parse_numbers(", ".join(["0.5"] * 100_000), "denoise_values")
     for bad in ("", "0.2, x", "nan"):
         with pytest.raises(ValueError, match="denoise_values"):
             parse_numbers(bad, "denoise_values")
