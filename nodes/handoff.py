@@ -11,38 +11,37 @@ from dataclasses import dataclass
 
 import torch
 
-from .sampling import PartialSchedule, PixelStarts
+from .plans import PartialSchedule, PixelStarts
 
 PLAN_KEY = "img2img"
 
 
 @dataclass(frozen=True)
-class NoisedLatentPlan:
-    """A latent noised to its schedule's first sigma, with all a sampler needs to continue it exactly."""
+class SamplingPlan:
+    """All a sampler needs to run a latent's schedule exactly, and to continue it after another node."""
 
     schedule: PartialSchedule  # what is left to run
     clean: torch.Tensor  # the latent before noising (LATENT space)
-    noise: torch.Tensor  # the initial noise, for samplers that need it again (masks, ddim)
+    noise: torch.Tensor  # the initial noise, also for samplers that need it again (masks, ddim)
     seed: int
     batch_seed: str
-    noised: torch.Tensor  # the LATENT ``samples`` this record was made for
-    # The same in the model's space, kept to avoid a lossy round trip; None where the continuing model is to
-    # make it from ``noised``, as core KSamplerAdvanced does with add_noise disabled (after a stop: the second
-    # model may have another latent scaling than the first).
-    start: torch.Tensor | None
+    samples: torch.Tensor  # the LATENT ``samples`` this record rides with
+    # Whether ``samples`` stands partway through a run (a stop at end_at_step): the next sampler continues from it.
+    # Otherwise it is ``clean`` noised to the schedule's start (or ``clean`` itself), which the sampler remakes.
+    partway: bool = False
     pixel_starts: PixelStarts | None = None  # a strength map's starts, which the rest of the run keeps
 
 
-def with_plan(latent: dict, plan: NoisedLatentPlan) -> dict:
-    """A copy of ``latent`` whose samples are ``plan.noised``, carrying the plan."""
-    return {**latent, "samples": plan.noised, PLAN_KEY: plan}
+def with_plan(latent: dict, plan: SamplingPlan) -> dict:
+    """A copy of ``latent`` whose samples are ``plan.samples``, carrying the plan."""
+    return {**latent, "samples": plan.samples, PLAN_KEY: plan}
 
 
 def without_plan(latent: dict) -> dict:
     return {key: value for key, value in latent.items() if key != PLAN_KEY}
 
 
-def carried_plan(latent: dict) -> NoisedLatentPlan | None:
+def carried_plan(latent: dict) -> SamplingPlan | None:
     """The plan, if ``latent["samples"]`` is still the very tensor it was made for.
 
     A node between the two (a core latent op, batching, upscaling) returns new samples in a dict copied
@@ -50,6 +49,6 @@ def carried_plan(latent: dict) -> NoisedLatentPlan | None:
     latent and are noised afresh. Identity, not equality, decides: it is free, and no other tensor is it.
     """
     plan = latent.get(PLAN_KEY)
-    if isinstance(plan, NoisedLatentPlan) and plan.noised is latent["samples"]:
+    if isinstance(plan, SamplingPlan) and plan.samples is latent["samples"]:
         return plan
     return None

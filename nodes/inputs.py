@@ -50,7 +50,7 @@ CFG_INPUT = (
 SAMPLER_INPUT = (
     comfy.samplers.KSampler.SAMPLERS,
     {
-        "tooltip": "The sampler. The pack runs its own loop for the samplers it implements and ComfyUI's for the rest.",
+        "tooltip": "ComfyUI's sampler of that name (also one that another pack adds), over the strength's sigmas.",
     },
 )
 SCHEDULER_INPUT = (

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import torch
+from dataclasses import replace
 
 from .core.strength import validate_steps_and_denoise
-from .handoff import NoisedLatentPlan, carried_plan, with_plan, without_plan
+from .handoff import SamplingPlan, carried_plan, with_plan, without_plan
 from .inputs import (
     ACCELERATE_INPUT,
     BATCH_SEED_INPUT,
@@ -20,16 +20,8 @@ from .inputs import (
     STRENGTH_MAP_INPUT,
     STRENGTH_MODE_INPUT,
 )
-from .sampling import (
-    Guidance,
-    check_latent_channels,
-    model_sampling,
-    noise_for,
-    noised_start,
-    plan_ui,
-    run,
-    schedule_for_map,
-)
+from .plans import ScheduleSettings, plan_ui
+from .sampling import Guidance, model_sampling, plan_for_latent, run
 
 
 class Img2ImgKSampler:
@@ -70,80 +62,40 @@ class Img2ImgKSampler:
         }
 
     def sample(
-        self,
-        model,
-        positive,
-        negative,
-        latent_image,
-        seed,
-        steps,
-        cfg,
-        sampler_name,
-        scheduler,
-        denoise,
-        strength_mode,
-        batch_seed,
-        accelerate=False,
-        end_at_step=10000,
-        strength_map=None,
-    ):
-        validate_steps_and_denoise(steps, denoise)  # also when they are unused: a bad value is a mistake
-        carried = carried_plan(latent_image)
-        if carried is not None:
-            schedule, clean, noise, start = carried.schedule, carried.clean, carried.noise, carried.start
-            seed, batch_seed, pixel_starts = carried.seed, carried.batch_seed, carried.pixel_starts
-            if strength_map is not None:
-                raise ValueError(
-                    "strength_map: this latent was noised by Img2ImgNoiseAtStrength or an earlier sampler, "
-                    "whose plan it continues; give the strength map to the node that made it"
-                )
-            if start is None and schedule.model_steps:
-                start = noised_start(model, carried.noised, torch.zeros_like(carried.noised), schedule)
-            note = f" · continued from step {schedule.first_step + 1} of the incoming plan, with its seed"
+        self, model, positive, negative, latent_image, seed, steps, cfg, sampler_name, scheduler, denoise,
+        strength_mode, batch_seed, accelerate=False, end_at_step=10000, strength_map=None,
+    ):  # fmt: skip
+        validate_steps_and_denoise(
+            steps, denoise
+        )  # also where a carried plan leaves them unused: a bad value is a mistake
+        settings = ScheduleSettings(model_sampling(model), sampler_name, scheduler, steps, denoise, strength_mode)
+        # 1. The plan: the one a noised latent carries, else the strength's, with the seed's noise.
+        plan, note = carried_plan(latent_image), ""
+        if plan is None:
+            plan = plan_for_latent(model, latent_image, settings, seed, batch_seed, strength_map, "latent_image")
         else:
-            clean = check_latent_channels(model, latent_image["samples"], "latent_image")
-            schedule, pixel_starts = schedule_for_map(
-                model_sampling(model),
-                sampler_name,
-                scheduler,
-                steps,
-                denoise,
-                strength_mode,
-                strength_map,
-                clean,
-                latent_image.get("noise_mask"),
+            note = continued_note(plan, strength_map)
+        # 2. The part that runs now, and the rest that a stop at end_at_step leaves to another sampler.
+        now, rest = plan.schedule.split_at(end_at_step, settings.sampling)
+        # 3. Sample it with ComfyUI's sampler; a strength that selects no step returns the latent unchanged.
+        samples = plan.clean
+        if now.model_steps:
+            guidance = Guidance(model, positive, negative, cfg)
+            samples = run(
+                guidance, replace(plan, schedule=now), sampler_name, latent_image.get("noise_mask"), accelerate
             )
-            noise = noise_for(latent_image, clean, seed, batch_seed)
-            start = None
-            note = ""
-        schedule, rest = schedule.split_at(end_at_step, model_sampling(model))
-        out = without_plan(latent_image)
-        if schedule.model_steps == 0:
-            out["samples"] = clean
-        else:
-            out["samples"] = run(
-                Guidance(model, positive, negative, cfg),
-                sampler_name=sampler_name,
-                schedule=schedule,
-                clean=clean,
-                noise=noise,
-                noise_mask=latent_image.get("noise_mask"),
-                seed=seed,
-                batch_seed=batch_seed,
-                start=start,
-                pixel_starts=pixel_starts,
-                accelerate=accelerate,
-            )
+        out = {**without_plan(latent_image), "samples": samples}
+        # 4. After a stop: the latent with its leftover noise, and the plan that continues it.
         if rest is not None:
-            left = NoisedLatentPlan(
-                schedule=rest,
-                clean=clean,
-                noise=noise,
-                seed=seed,
-                batch_seed=batch_seed,
-                noised=out["samples"],
-                start=None,
-                pixel_starts=pixel_starts,
-            )
-            out = with_plan(out, left)
-        return {"ui": plan_ui(schedule, note), "result": (out,)}
+            out = with_plan(out, replace(plan, schedule=rest, samples=samples, partway=True))
+        return {"ui": plan_ui(now, note), "result": (out,)}
+
+
+def continued_note(plan: SamplingPlan, strength_map) -> str:
+    """The plan line's note on a latent that continues another node's plan (which a map cannot change)."""
+    if strength_map is not None:
+        raise ValueError(
+            "strength_map: this latent was noised by Img2ImgNoiseAtStrength or an earlier sampler, "
+            "whose plan it continues; give the strength map to the node that made it"
+        )
+    return f" · continued from step {plan.schedule.first_step + 1} of the incoming plan, with its seed"

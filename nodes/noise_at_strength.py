@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from .handoff import NoisedLatentPlan, with_plan
+from dataclasses import replace
+
+from .handoff import with_plan
 from .inputs import (
     BATCH_SEED_INPUT,
     DENOISE_INPUT,
@@ -13,14 +15,8 @@ from .inputs import (
     STRENGTH_MAP_INPUT,
     STRENGTH_MODE_INPUT,
 )
-from .sampling import (
-    check_latent_channels,
-    model_sampling,
-    noise_for,
-    noised_start,
-    plan_ui,
-    schedule_for_map,
-)
+from .plans import ScheduleSettings, plan_ui
+from .sampling import model_sampling, noised_latent, plan_for_latent
 
 
 class Img2ImgNoiseAtStrength:
@@ -54,21 +50,8 @@ class Img2ImgNoiseAtStrength:
     def noise(
         self, model, latent, seed, steps, denoise, sampler_name, scheduler, strength_mode, batch_seed, strength_map=None
     ):
-        clean = check_latent_channels(model, latent["samples"], "latent")
-        schedule, pixel_starts = schedule_for_map(
-            model_sampling(model), sampler_name, scheduler, steps, denoise, strength_mode, strength_map, clean,
-            latent.get("noise_mask"),
-        )  # fmt: skip
-        noise = noise_for(latent, clean, seed, batch_seed)
-        start = None if schedule.model_steps == 0 else noised_start(model, clean, noise, schedule)
-        plan = NoisedLatentPlan(
-            schedule=schedule,
-            clean=clean,
-            noise=noise,
-            seed=seed,
-            batch_seed=batch_seed,
-            noised=clean if start is None else model.model.process_latent_out(start),
-            start=start,
-            pixel_starts=pixel_starts,
-        )
-        return {"ui": plan_ui(schedule), "result": (with_plan(latent, plan),)}
+        settings = ScheduleSettings(model_sampling(model), sampler_name, scheduler, steps, denoise, strength_mode)
+        plan = plan_for_latent(model, latent, settings, seed, batch_seed, strength_map, "latent")
+        if plan.schedule.model_steps:
+            plan = replace(plan, samples=noised_latent(model, plan))
+        return {"ui": plan_ui(plan.schedule), "result": (with_plan(latent, plan),)}

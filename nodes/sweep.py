@@ -15,7 +15,8 @@ from .inputs import (
     STEPS_INPUT,
     STRENGTH_MODE_INPUT,
 )
-from .sampling import Guidance, check_latent_channels, model_sampling, noise_for, run, schedule_for_strength
+from .plans import ScheduleSettings
+from .sampling import Guidance, model_sampling, plan_for_latent, run
 from .vae_coding import decode_latent
 
 
@@ -81,29 +82,23 @@ class Img2ImgDenoiseSweep:
     ):
         strengths = parse_numbers(denoise_values, "denoise_values")
         row_seeds = parse_numbers(seeds, "seeds", int) if seeds.strip() else [seed]
-        clean = check_latent_channels(model, latent_image["samples"], "latent_image")
-        if clean.shape[0] != 1:
-            raise ValueError(f"latent_image: the sweep takes one image, got a batch of {clean.shape[0]}")
-        sampling = model_sampling(model)
+        if any(not 0 <= row_seed <= SEED_INPUT[1]["max"] for row_seed in row_seeds):
+            raise ValueError(f"seeds must be from 0 to {SEED_INPUT[1]['max']}, got {row_seeds}")
+        if latent_image["samples"].shape[0] != 1:
+            raise ValueError(
+                f"latent_image: the sweep takes one image, got a batch of {latent_image['samples'].shape[0]}"
+            )
+        settings = ScheduleSettings(model_sampling(model), sampler_name, scheduler, steps, 1.0, strength_mode)
         guidance = Guidance(model, positive, negative, cfg)
-        noise_mask = latent_image.get("noise_mask")
         results = []
         for row_seed in row_seeds:
-            noise = noise_for(latent_image, clean, row_seed, "comfy")
             for denoise in strengths:
-                schedule = schedule_for_strength(sampling, sampler_name, scheduler, steps, denoise, strength_mode)
-                samples = clean
-                if schedule.model_steps:
-                    samples = run(
-                        guidance,
-                        sampler_name=sampler_name,
-                        schedule=schedule,
-                        clean=clean,
-                        noise=noise,
-                        noise_mask=noise_mask,
-                        seed=row_seed,
-                        batch_seed="comfy",
-                    )
+                plan = plan_for_latent(
+                    model, latent_image, settings.at_strength(denoise), row_seed, "comfy", None, "latent_image"
+                )
+                samples = plan.clean
+                if plan.schedule.model_steps:
+                    samples = run(guidance, plan, sampler_name, latent_image.get("noise_mask"), accelerate=False)
                 results.append(decode_latent(vae, samples))
         images = torch.cat(results)
         sheet = contact_sheet(images, [f"denoise {d:g}" for d in strengths], [f"seed {s}" for s in row_seeds])

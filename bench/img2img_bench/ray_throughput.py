@@ -97,7 +97,7 @@ def run_workers(host, inputs: Path, workers: int, steps: int, workdir: Path, env
 
 def driver_cost(size: int, repeats: int = 40) -> float:
     """Seconds of the driver's own work per image: a Ray actor round trip with the picture's bytes, then the
-    output file and its manifest line (batch.Work.record_done's writes)."""
+    output file and its manifest line (what batch.Work.record writes)."""
     import ray
     from img2img_cli.results import Manifest, write_output
 

@@ -12,18 +12,6 @@ from __future__ import annotations
 
 import math
 
-import torch
-
-
-def half_log_snr(sigma: torch.Tensor, flow: bool = False) -> torch.Tensor:
-    """log(alpha / sigma), the samplers' time variable: alpha is 1 when noise is added, 1 - sigma for flow."""
-    return sigma.logit().neg() if flow else sigma.log().neg()
-
-
-def sigma_at_half_log_snr(half_log_snr: torch.Tensor, flow: bool = False) -> torch.Tensor:
-    """The inverse of ``half_log_snr``."""
-    return half_log_snr.neg().sigmoid() if flow else half_log_snr.neg().exp()
-
 
 def signal_to_noise(sigma: float, flow: bool, sigma_data: float = 1.0) -> float:
     """The SNR of a latent noised to ``sigma`` by its family's rule (inf at sigma 0, 0 at pure noise)."""

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from stand_in_models import stand_in_denoiser
 
 from host_servers import host_harness
 from pack_under_test import SAMPLE, import_comfyui, load_nodes
@@ -52,6 +53,14 @@ def comfy_runtime(comfy_host):
         positive=encode(clip, "a watercolor of hills")[0],
         negative=encode(clip, "blurry")[0],
     )
+
+
+@pytest.fixture(scope="session")
+def stand_in_model(comfy_runtime):
+    """The test checkpoint's model with the stand-in denoiser for its UNet."""
+    model = comfy_runtime.model.clone()
+    model.set_model_unet_function_wrapper(stand_in_denoiser)
+    return model
 
 
 @pytest.fixture(scope="session")

@@ -66,21 +66,20 @@ def test_each_pixel_starts_where_its_own_strength_starts_the_whole_image(comfy_r
     """The sampler's mask at each sigma of the run: a pixel of strength s is held until the first sigma at or
     below the one where the plain node at s starts (on the same ladder in steps_x_denoise and a1111, so there
     exactly at the plain node's first step), and denoised from there on."""
-    from comfyui_img2img.nodes import sampling
+    from comfyui_img2img.nodes import plans
 
     columns = [0.0, 0.05, 0.2, 0.35, 0.5, 0.65, 0.8, 1.0]
     ramp = torch.tensor(columns).repeat_interleave(8).expand(64, 64)
     denoise, steps = 0.9, 10
     model_sampling = comfy_runtime.model.get_model_object("model_sampling")
-    run, starts = sampling.schedule_for_map(
-        model_sampling, "euler", "normal", steps, denoise, mode, ramp, clean["samples"], None
-    )
-    mask_at = sampling.with_pixel_starts(comfy_runtime.model, starts).model_options["denoise_mask_function"]
+    settings = plans.ScheduleSettings(model_sampling, "euler", "normal", steps, denoise, mode)
+    run, starts = plans.schedule_for_map(settings, ramp, clean, clean["samples"])
+    mask_at = plans.with_pixel_starts(comfy_runtime.model, starts).model_options["denoise_mask_function"]
     sampler_mask = starts.mask.expand(-1, 4, -1, -1)
     denoised = torch.stack([mask_at(sigma.reshape(1), sampler_mask, {}) for sigma in run.sigmas[:-1]])
     assert run.plan.denoise == denoise and run.strength_range == (0.0, denoise)
     for column, value in enumerate(columns):
-        plain = sampling.schedule_for_strength(model_sampling, "euler", "normal", steps, denoise * value, mode)
+        plain = plans.schedule_for_strength(settings.at_strength(denoise * value))
         joined = denoised[:, 0, :, :, column].flatten(1)
         assert bool((joined == joined[:, :1]).all())  # a column joins as one
         # Within float32 rounding: two ladders can meet at one rung (0.35 here, in comfy mode).
@@ -129,16 +128,15 @@ def test_grey_levels_start_within_one_step_of_differential_diffusion_in_comfy_mo
     plan's ladder); and at a step at the model's smallest sigma it denoises every pixel, those of
     value 0 too, which a mode keeps. On core KSampler's ladder (comfy mode) with a scheduler spaced evenly in
     timesteps the two start every level within one step of each other (karras: up to 7 steps of 20 apart)."""
-    from comfyui_img2img.nodes import sampling
+    from comfyui_img2img.nodes import plans
 
     model_sampling = comfy_runtime.model.get_model_object("model_sampling")
     levels = torch.arange(256, dtype=torch.float32) / 255
     for denoise in (0.5, 0.9, 1.0):
-        run, starts = sampling.schedule_for_map(
-            model_sampling, "euler", scheduler, 20, denoise, "comfy", levels.reshape(1, 16, 16),
-            torch.zeros(1, 4, 16, 16), None,
-        )  # fmt: skip
-        ours = [sampling.denoising_at(starts.sigmas, sigma).flatten() for sigma in run.sigmas[:-1]]
+        settings = plans.ScheduleSettings(model_sampling, "euler", scheduler, 20, denoise, "comfy")
+        latent = {"samples": torch.zeros(1, 4, 16, 16)}
+        run, starts = plans.schedule_for_map(settings, levels.reshape(1, 16, 16), latent, latent["samples"])
+        ours = [plans.denoising_at(starts.sigmas, sigma).flatten() for sigma in run.sigmas[:-1]]
         timestep = model_sampling.timestep
         first, last = timestep(run.sigmas[0]), timestep(torch.maximum(run.sigmas[-1], model_sampling.sigma_min))
         theirs = [(levels >= (timestep(sigma) - last) / (first - last)).float() for sigma in run.sigmas[:-1]]

@@ -20,7 +20,7 @@ HOST_MODULES = (
 
 
 def test_core_modules_import_without_comfyui():
-    assert {"strength", "schedules", "samplers", "noise", "images"} <= set(CORE_MODULES)
+    assert {"strength", "noise", "images"} <= set(CORE_MODULES)
     # pack_under_test registers the pack folder as comfyui_img2img when imported, and imports only the stdlib.
     code = textwrap.dedent(f"""
         import importlib, sys
