@@ -3,8 +3,10 @@
 Registered through the V1 mappings, which ComfyUI 0.3.75 and every later release load (see README).
 """
 
+from .nodes.custom_sampling import Img2ImgBatchSeedSampler, Img2ImgNoise, Img2ImgStrengthSigmas
 from .nodes.ksampler import Img2ImgKSampler
 from .nodes.load_image import Img2ImgLoadImage
+from .nodes.loopback import Img2ImgLoopback
 from .nodes.noise_at_strength import Img2ImgNoiseAtStrength
 from .nodes.routes import register_routes
 from .nodes.save_image import Img2ImgSaveImage
@@ -19,6 +21,10 @@ NODE_CLASS_MAPPINGS = {
     "Img2ImgVAEDecode": Img2ImgVAEDecode,
     "Img2ImgSaveImage": Img2ImgSaveImage,
     "Img2ImgDenoiseSweep": Img2ImgDenoiseSweep,
+    "Img2ImgLoopback": Img2ImgLoopback,
+    "Img2ImgStrengthSigmas": Img2ImgStrengthSigmas,
+    "Img2ImgNoise": Img2ImgNoise,
+    "Img2ImgBatchSeedSampler": Img2ImgBatchSeedSampler,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
@@ -29,6 +35,10 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "Img2ImgVAEDecode": "VAE Decode (img2img)",
     "Img2ImgSaveImage": "Save Image (img2img)",
     "Img2ImgDenoiseSweep": "Denoise Sweep (img2img)",
+    "Img2ImgLoopback": "Loopback (img2img)",
+    "Img2ImgStrengthSigmas": "Strength Sigmas (img2img)",
+    "Img2ImgNoise": "Noise (img2img)",
+    "Img2ImgBatchSeedSampler": "Batch Seed Sampler (img2img)",
 }
 
 WEB_DIRECTORY = "./js"

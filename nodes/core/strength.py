@@ -143,3 +143,16 @@ def denoising_at(start_sigmas: torch.Tensor, sigma: torch.Tensor) -> torch.Tenso
     """
     current = sigma.reshape(-1)[0].to(start_sigmas.device, torch.float32)
     return (start_sigmas >= current * (1 - 1e-6)).to(start_sigmas.dtype)
+
+
+def loopback_strengths(denoise: float, factor: float, passes: int) -> list[float]:
+    """Each loopback pass's strength: denoise × factorⁱ for pass i, on the decimals typed (so that 0.6 × 0.8 is the
+    0.48 a user types for the second pass by hand), capped at 1."""
+    validate_steps_and_denoise(1, denoise)
+    if not isinstance(factor, (int, float)) or not math.isfinite(factor) or factor < 0:
+        raise ValueError(f"strength_factor must be a number of at least 0, got {factor!r}")
+    strength, step, strengths = Decimal(repr(float(denoise))), Decimal(repr(float(factor))), []
+    for _ in range(passes):
+        strengths.append(float(min(strength, Decimal(1))))
+        strength *= step
+    return strengths

@@ -3,7 +3,13 @@ import math
 import pytest
 import torch
 
-from comfyui_img2img.nodes.core.strength import MAX_LADDER_STEPS, StrengthPlan, plan_strength, sigmas_for_strength
+from comfyui_img2img.nodes.core.strength import (
+    MAX_LADDER_STEPS,
+    StrengthPlan,
+    loopback_strengths,
+    plan_strength,
+    sigmas_for_strength,
+)
 
 
 def a1111_reference(steps: int, denoise: float) -> tuple[int, int]:
@@ -88,3 +94,13 @@ def test_a_longer_ladder_still_ends_at_step_n_at_zero():
     ladder = torch.tensor([14.0, 9.0, 5.0, 2.0, 1.0, 0.5, 0.0])
     assert sigmas_for_strength(plan_strength("steps_x_denoise", 5, 0.4), ladder).tolist() == [2.0, 1.0, 0.0]
     assert sigmas_for_strength(StrengthPlan("comfy", 2, 0.4, 5, 3), ladder).tolist() == [1.0, 0.5, 0.0]
+
+
+def test_loopback_strengths_multiply_the_typed_decimals_and_cap_at_1():
+    assert loopback_strengths(0.6, 0.8, 4) == [0.6, 0.48, 0.384, 0.3072]
+    assert loopback_strengths(0.7, 1.5, 3) == [0.7, 1.0, 1.0]
+    assert loopback_strengths(0.5, 0.0, 2) == [0.5, 0.0]
+    with pytest.raises(ValueError, match="strength_factor"):
+        loopback_strengths(0.5, -0.1, 2)
+    with pytest.raises(ValueError, match="denoise"):
+        loopback_strengths(1.5, 0.9, 2)
