@@ -11,6 +11,7 @@ from .nodes.noise_at_strength import Img2ImgNoiseAtStrength
 from .nodes.routes import register_routes
 from .nodes.save_image import Img2ImgSaveImage
 from .nodes.sweep import Img2ImgDenoiseSweep
+from .nodes.tiled_model import Img2ImgTiledModel
 from .nodes.vae import Img2ImgVAEDecode, Img2ImgVAEEncode
 
 NODE_CLASS_MAPPINGS = {
@@ -25,6 +26,7 @@ NODE_CLASS_MAPPINGS = {
     "Img2ImgStrengthSigmas": Img2ImgStrengthSigmas,
     "Img2ImgNoise": Img2ImgNoise,
     "Img2ImgBatchSeedSampler": Img2ImgBatchSeedSampler,
+    "Img2ImgTiledModel": Img2ImgTiledModel,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
@@ -39,6 +41,7 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "Img2ImgStrengthSigmas": "Strength Sigmas (img2img)",
     "Img2ImgNoise": "Noise (img2img)",
     "Img2ImgBatchSeedSampler": "Batch Seed Sampler (img2img)",
+    "Img2ImgTiledModel": "Tiled Model (img2img)",
 }
 
 WEB_DIRECTORY = "./js"

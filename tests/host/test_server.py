@@ -16,7 +16,14 @@ from pack_under_test import GRAPH_NODE_IDS
 
 NODE_IDS = sorted(
     GRAPH_NODE_IDS
-    | {"Img2ImgDenoiseSweep", "Img2ImgLoopback", "Img2ImgStrengthSigmas", "Img2ImgNoise", "Img2ImgBatchSeedSampler"}
+    | {
+        "Img2ImgDenoiseSweep",
+        "Img2ImgLoopback",
+        "Img2ImgStrengthSigmas",
+        "Img2ImgNoise",
+        "Img2ImgBatchSeedSampler",
+        "Img2ImgTiledModel",
+    }
 )
 
 
