@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import copy
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
+from fractions import Fraction
 from importlib import resources
 from pathlib import Path
 
@@ -14,6 +15,9 @@ CHECKOUT = Path(__file__).resolve().parents[1]
 CHECKOUT_TEMPLATES = ("example_workflows/api/img2img.json", "example_workflows/img2img_api.json")
 # Server-side outputs go to their own subfolder so that they never mix with a user's other outputs.
 SAVE_PREFIX = "img2img-cli/img2img"
+# The fields added after the first manifests: left out of a manifest's parameters at their default, so that
+# manifests written before each option still resume.
+LATER_FIELDS = ("accelerate", "scale", "tile", "upscale_model")
 
 
 class GraphError(Exception):
@@ -41,11 +45,19 @@ class Parameters:
     sweep_seeds: tuple[int, ...] = ()
     # The sampler's, encoder's and decoder's accelerate inputs (bfloat16 where the server's device has it).
     accelerate: bool = False
+    # Upscale and refine: each input scaled by this before encoding (1: as loaded) ...
+    scale: float = 1.0
+    # ... the model over tiles of this many pixels, also the VAE nodes' tile size (0: untiled) ...
+    tile: int = 0
+    # ... and an upscale model (a file of the server's models/upscale_models) ahead of the resize.
+    upscale_model: str | None = None
 
     def as_dict(self) -> dict[str, object]:
         parameters = asdict(self)
-        if not self.accelerate:
-            del parameters["accelerate"]  # so that manifests written before the option still resume
+        defaults = {field.name: field.default for field in fields(self)}
+        for name in LATER_FIELDS:
+            if parameters[name] == defaults[name]:
+                del parameters[name]  # so that manifests written before the option still resume
         return parameters
 
 
@@ -130,6 +142,7 @@ def build_graph(template: dict, parameters: Parameters, seed: int, image: str) -
     for node in (sampler, _only(graph, "Img2ImgVAEEncode"), _only(graph, "Img2ImgVAEDecode")):
         graph[node]["inputs"]["accelerate"] = parameters.accelerate
     graph[save]["inputs"]["filename_prefix"] = SAVE_PREFIX
+    _upscale_and_tile(graph, parameters, load, sampler)
     if isinstance(parameters.denoise, tuple):
         _sweep_instead_of_sampler(graph, sampler, save, parameters)
     return graph, save
@@ -148,3 +161,57 @@ def _sweep_instead_of_sampler(graph: dict, sampler: str, save: str, parameters: 
     )
     graph[sampler]["class_type"] = "Img2ImgDenoiseSweep"
     graph[save]["inputs"]["images"] = [sampler, 0]
+
+
+def _new_node(graph: dict, class_type: str, inputs: dict) -> str:
+    """Adds a node under the first free number past the graph's size and returns its id."""
+    number = len(graph) + 1
+    while str(number) in graph:
+        number += 1
+    graph[str(number)] = {"class_type": class_type, "inputs": inputs}
+    return str(number)
+
+
+def _upscale_and_tile(graph: dict, parameters: Parameters, load: str, sampler: str) -> None:
+    """--scale, --upscale-model and --tile; at their defaults the graph stays the template's."""
+    encode = _only(graph, "Img2ImgVAEEncode")
+    if parameters.scale != 1 or parameters.upscale_model:
+        # A scale n/d keeps the picture a multiple of the VAE's 8 px when the loader's sides are multiples of
+        # 8·d: the loader fits them so (options.py allows d up to 8).
+        denominator = Fraction(parameters.scale).limit_denominator(64).denominator
+        graph[load]["inputs"]["multiple"] = graph[load]["inputs"].get("multiple", 8) * denominator
+        graph[encode]["inputs"]["pixels"] = _upscaled(graph, parameters, [load, 0])
+    if parameters.tile:
+        tiled = _new_node(
+            graph,
+            "Img2ImgTiledModel",
+            {
+                "model": graph[sampler]["inputs"]["model"],
+                "tile_size": parameters.tile,
+                # A quarter of the tile, a multiple of 8 (the node's step): 64 px at 256, 128 at 512.
+                "overlap": parameters.tile // 4 // 8 * 8,
+                "tile_batch": 0,  # as many tiles per model call as free memory holds
+            },
+        )
+        graph[sampler]["inputs"]["model"] = [tiled, 0]
+        for node in (encode, _only(graph, "Img2ImgVAEDecode")):
+            graph[node]["inputs"].update(tiling="auto", tile_size=parameters.tile)
+
+
+def _upscaled(graph: dict, parameters: Parameters, image: list) -> list:
+    """The link to ``image`` scaled by ``parameters.scale``: lanczos alone, or the upscale model's picture
+    resized with lanczos to exactly the size lanczos alone gives. The model's own factor (2x, 4x, ...) is not
+    known to the client, so that size is read on the server, from a nearest-neighbour copy (cheap) of the
+    input at the scale."""
+    if not parameters.upscale_model:
+        lanczos = {"image": image, "upscale_method": "lanczos", "scale_by": parameters.scale}
+        return [_new_node(graph, "ImageScaleBy", lanczos), 0]
+    loader = _new_node(graph, "UpscaleModelLoader", {"model_name": parameters.upscale_model})
+    upscaled = _new_node(graph, "ImageUpscaleWithModel", {"upscale_model": [loader, 0], "image": image})
+    reference = image
+    if parameters.scale != 1:
+        nearest = {"image": image, "upscale_method": "nearest-exact", "scale_by": parameters.scale}
+        reference = [_new_node(graph, "ImageScaleBy", nearest), 0]
+    size = _new_node(graph, "GetImageSize", {"image": reference})
+    resize = {"image": [upscaled, 0], "upscale_method": "lanczos", "width": [size, 0], "height": [size, 1]}
+    return [_new_node(graph, "ImageScale", {**resize, "crop": "disabled"}), 0]

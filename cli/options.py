@@ -6,11 +6,19 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 from .graph import Parameters
 
 SEED_MAX = 0xFFFFFFFFFFFFFFFF
+# --scale: core's ImageScaleBy takes at most 8. The scaled picture must stay a multiple of the VAE's 8 px, so
+# a scale n/d in lowest terms has the loader fit the input to a multiple of 8·d: d at most 8 keeps that
+# multiple small (64) and makes 1/8 the smallest scale, above ImageScaleBy's least (0.01).
+MAX_SCALE = 8
+MAX_SCALE_DENOMINATOR = 8
+# --tile: Img2ImgTiledModel's and the VAE nodes' least tile (64 px, a step of 8), and the VAE nodes' largest.
+MIN_TILE, MAX_TILE, TILE_STEP = 64, 4096, 8
 
 DESCRIPTION = """\
 img2img with the comfyui-img2img nodes on ComfyUI servers. Each input image is uploaded, run through
@@ -69,6 +77,9 @@ class RunOptions:
     height: int
     fit: str
     accelerate: bool
+    scale: float  # `run --scale`: 1 for `sweep`
+    tile: int  # `run --tile`: 0 (none) for `sweep`
+    upscale_model: str | None  # `run --upscale-model`: None for `sweep`
     seed: int
     per_image_seeds: bool
     checkpoint: str | None  # None: the backend's default (the test host's, or the example graph's)
@@ -98,6 +109,9 @@ class RunOptions:
             height=self.height,
             fit=self.fit,
             accelerate=self.accelerate,
+            scale=self.scale,
+            tile=self.tile,
+            upscale_model=self.upscale_model,
         )
 
 
@@ -119,6 +133,10 @@ def options_from_arguments(arguments: argparse.Namespace) -> RunOptions:
         height=arguments.height,
         fit=arguments.fit,
         accelerate=arguments.accelerate,
+        # Only `run` has upscale-and-refine.
+        scale=getattr(arguments, "scale", 1.0),
+        tile=getattr(arguments, "tile", 0),
+        upscale_model=getattr(arguments, "upscale_model", None),
         seed=arguments.seed,
         per_image_seeds=arguments.per_image_seeds,
         checkpoint=arguments.checkpoint,
@@ -151,6 +169,30 @@ def _positive_float(text: str) -> float:
     value = float(text)
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
+    return value
+
+
+def _scale(text: str) -> float:
+    try:
+        exact = Fraction(text.strip())  # the decimal as typed: 1.25 is 5/4
+    except (ValueError, ZeroDivisionError):
+        raise argparse.ArgumentTypeError(f"must be a number, e.g. 2 or 1.5, got {text}") from None
+    if not 0 < exact <= MAX_SCALE:
+        raise argparse.ArgumentTypeError(f"must be more than 0 and at most {MAX_SCALE}, got {text}")
+    if exact.denominator > MAX_SCALE_DENOMINATOR:
+        raise argparse.ArgumentTypeError(
+            f"must be n/d with d at most {MAX_SCALE_DENOMINATOR} (e.g. 2, 1.5, 1.25, 0.5) so that the scaled "
+            f"picture stays a multiple of 8 px, got {text}"
+        )
+    return float(exact)
+
+
+def _tile(text: str) -> int:
+    value = int(text)
+    if value != 0 and not (MIN_TILE <= value <= MAX_TILE and value % TILE_STEP == 0):
+        raise argparse.ArgumentTypeError(
+            f"must be 0 (no tiles) or a multiple of {TILE_STEP} from {MIN_TILE} to {MAX_TILE}, got {text}"
+        )
     return value
 
 
@@ -189,6 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     run.add_argument("--denoise", required=True, type=_unit_float, metavar="S", help="strength, 0 to 1")
+    _add_upscale_arguments(run)
     sweep = commands.add_parser(
         "sweep",
         help="each image at several strengths (and seeds), as one labelled contact sheet per image",
@@ -245,7 +288,12 @@ def _add_model_and_size_arguments(command: argparse.ArgumentParser) -> None:
         help="checkpoint file name on the server (default: the test checkpoint of the local host, or the "
         "example graph's with --server)",
     )
-    command.add_argument("--models-dir", type=Path, metavar="DIR", help="local host only: where --checkpoint lies")
+    command.add_argument(
+        "--models-dir",
+        type=Path,
+        metavar="DIR",
+        help="local host only: where --checkpoint lies (and --upscale-model, in DIR/upscale_models)",
+    )
     command.add_argument("--width", type=int, default=0, help="resize to this width (default 0: keep)")
     command.add_argument("--height", type=int, default=0, help="resize to this height (default 0: keep)")
     command.add_argument(
@@ -256,6 +304,37 @@ def _add_model_and_size_arguments(command: argparse.ArgumentParser) -> None:
         action="store_true",
         help="the nodes' accelerate inputs: sampler, encoder and decoder in bfloat16 where the server's device "
         "has it (a slightly different picture, about 3x faster on a CPU with AMX)",
+    )
+
+
+def _add_upscale_arguments(run: argparse.ArgumentParser) -> None:
+    """`run`'s upscale-and-refine, in a section of their own in --help."""
+    refine = run.add_argument_group(
+        "upscale and refine",
+        "each input made larger before encoding, then refined at --denoise; --tile for pictures larger than "
+        "the model's trained size",
+    )
+    refine.add_argument(
+        "--scale",
+        type=_scale,
+        default=1.0,
+        metavar="F",
+        help="upscale each input by F before encoding (lanczos, core's ImageScaleBy), e.g. 2; at most 8; n/d "
+        "with d up to 8, for which the input is first fitted to a multiple of 8·d (default: 1, as loaded)",
+    )
+    refine.add_argument(
+        "--tile",
+        type=_tile,
+        default=0,
+        metavar="PIXELS",
+        help="the model computed over tiles of this size (Img2ImgTiledModel, overlap a quarter), and the VAE's "
+        "tile size; a multiple of 8 from 64 to 4096, e.g. 512 for SD1.5, 1024 for SDXL (default 0: untiled)",
+    )
+    refine.add_argument(
+        "--upscale-model",
+        metavar="NAME",
+        help="upscale with this model file of the server's models/upscale_models (ESRGAN and the like, core's "
+        "UpscaleModelLoader), then resize with lanczos to exactly F times the input (default: lanczos alone)",
     )
 
 
