@@ -41,8 +41,8 @@ def local_server(root: Path, models_dir: Path | None) -> Iterator[tuple[str, str
     """Builds (or reuses) the host and serves it on a free loopback port until the block ends.
 
     Yields the server's URL and the name of the host's test checkpoint. ``models_dir`` is added to the
-    server's checkpoint search path through ComfyUI's --extra-model-paths-config, the way ComfyUI itself
-    shares model folders, so real models are used in place without copying or linking them.
+    server's checkpoint and upscale model search paths through ComfyUI's --extra-model-paths-config, the way
+    ComfyUI itself shares model folders, so real models are used in place without copying or linking them.
     """
     harness = load_harness(root)
     try:
@@ -53,8 +53,15 @@ def local_server(root: Path, models_dir: Path | None) -> Iterator[tuple[str, str
         extra_args: list[str] = []
         if models_dir is not None:
             config = Path(workdir) / "extra_model_paths.yaml"
-            # JSON is YAML. Checkpoints may lie in DIR itself or in a ComfyUI-style DIR/checkpoints/.
-            paths = {"img2img_cli": {"base_path": str(models_dir.resolve()), "checkpoints": ".\ncheckpoints"}}
+            # JSON is YAML. Checkpoints may lie in DIR itself or in a ComfyUI-style DIR/checkpoints/; upscale
+            # models (--upscale-model) in DIR/upscale_models/, as in a ComfyUI models folder.
+            paths = {
+                "img2img_cli": {
+                    "base_path": str(models_dir.resolve()),
+                    "checkpoints": ".\ncheckpoints",
+                    "upscale_models": "upscale_models",
+                }
+            }
             config.write_text(json.dumps(paths), encoding="utf-8")
             extra_args = ["--extra-model-paths-config", str(config)]
         server = harness.Server(host, Path(workdir), extra_args=extra_args)
