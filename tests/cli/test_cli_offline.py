@@ -468,3 +468,118 @@ def test_a_graph_and_a_manifest_with_non_ascii_text_are_read_as_utf8(tmp_path, m
     manifest.append({"sha256": "ab", "seed": 1, "parameters": parameters, "output": f"{NON_ASCII}.png"})
     assert manifest.done_keys() == {resume_key("ab", 1, parameters)}
     assert json.loads(manifest.path.read_bytes().decode("utf-8"))["output"] == f"{NON_ASCII}.png"
+
+
+def upscale_graph(**options: object) -> dict:
+    return build_graph(load_template(), replace(PARAMETERS, **options), seed=77, image="photo.png")[0]
+
+
+def test_scale_and_tile_put_image_scale_by_and_the_tiled_model_into_the_chain():
+    graph = upscale_graph(scale=2.0, tile=256)
+    load_id, load = node_of(graph, "Img2ImgLoadImage")
+    scale_id, scale = node_of(graph, "ImageScaleBy")
+    checkpoint_id, _ = node_of(graph, "CheckpointLoaderSimple")
+    tiled_id, tiled = node_of(graph, "Img2ImgTiledModel")
+    assert scale["inputs"] == {"image": [load_id, 0], "upscale_method": "lanczos", "scale_by": 2.0}
+    assert node_of(graph, "Img2ImgVAEEncode")[1]["inputs"]["pixels"] == [scale_id, 0]
+    assert tiled["inputs"] == {"model": [checkpoint_id, 0], "tile_size": 256, "overlap": 64, "tile_batch": 0}
+    assert node_of(graph, "Img2ImgKSampler")[1]["inputs"]["model"] == [tiled_id, 0]
+    for class_type in ("Img2ImgVAEEncode", "Img2ImgVAEDecode"):
+        inputs = node_of(graph, class_type)[1]["inputs"]
+        assert (inputs["tiling"], inputs["tile_size"]) == ("auto", 256)
+    assert load["inputs"]["multiple"] == 8  # a whole scale keeps the loader's multiple
+    for node in graph.values():
+        for value in node["inputs"].values():
+            if isinstance(value, list):
+                assert value[0] in graph
+    # The overlap is a quarter of the tile, down to a multiple of 8 (the node's step); at least 16.
+    tiled_models = [node_of(upscale_graph(tile=tile), "Img2ImgTiledModel")[1] for tile in (64, 72, 520)]
+    assert [node["inputs"]["overlap"] for node in tiled_models] == [16, 16, 128]
+    # A scale n/d fits the input to a multiple of 8·d, so that the scaled picture stays a multiple of 8.
+    loaders = [node_of(upscale_graph(scale=scale), "Img2ImgLoadImage")[1] for scale in (1.5, 0.125)]
+    assert [node["inputs"]["multiple"] for node in loaders] == [16, 64]
+
+
+# The inputs build_graph sets for every run; the noise node's latent link passes to the sampler.
+SET_FOR_EACH_RUN = {
+    "ckpt_name", "text", "image", "frames", "folder", "index", "limit", "width", "height", "fit", "seed", "steps",
+    "cfg", "sampler_name", "scheduler", "denoise", "strength_mode", "batch_seed", "accelerate", "filename_prefix",
+    "latent_image",
+}  # fmt: skip
+
+
+def test_without_the_options_the_graph_and_the_resume_key_are_as_before():
+    """At their defaults nothing is added: the graph is the template's plain chain with only the run's inputs
+    set (tiles, the loader's multiple and every link as in the template), and manifests written before the
+    options still resume."""
+    template = load_template()
+    graph = upscale_graph(scale=1.0, tile=0, upscale_model=None)
+    assert set(graph) == set(template) - {node_of(template, "Img2ImgNoiseAtStrength")[0]}
+    for node_id, node in graph.items():
+        inputs = template[node_id]["inputs"]
+        assert node["class_type"] == template[node_id]["class_type"] and set(node["inputs"]) == set(inputs)
+        changed = {name for name, value in node["inputs"].items() if value != inputs[name]}
+        assert changed <= SET_FOR_EACH_RUN, (node["class_type"], changed)
+    fields = {field.name for field in dataclasses.fields(Parameters)}
+    assert set(PARAMETERS.as_dict()) == fields - {"accelerate", "scale", "tile", "upscale_model"}
+    upscaled = replace(PARAMETERS, scale=2.0, tile=256, upscale_model="4x.pth").as_dict()
+    assert (upscaled["scale"], upscaled["tile"], upscaled["upscale_model"]) == (2.0, 256, "4x.pth")
+    assert resume_key("ab", 1, upscaled) != resume_key("ab", 1, PARAMETERS.as_dict())
+
+
+def test_an_upscale_model_is_resized_to_exactly_the_scale_with_the_size_read_on_the_server():
+    graph = upscale_graph(scale=2.0, upscale_model="4x-tiny.safetensors")
+    load_id, _ = node_of(graph, "Img2ImgLoadImage")
+    loader_id, loader = node_of(graph, "UpscaleModelLoader")
+    model_id, model = node_of(graph, "ImageUpscaleWithModel")
+    reference_id, reference = node_of(graph, "ImageScaleBy")
+    size_id, size = node_of(graph, "GetImageSize")
+    resize_id, resize = node_of(graph, "ImageScale")
+    assert loader["inputs"] == {"model_name": "4x-tiny.safetensors"}
+    assert model["inputs"] == {"upscale_model": [loader_id, 0], "image": [load_id, 0]}
+    # The size lanczos alone would give, from a cheap nearest-neighbour copy at the scale.
+    assert reference["inputs"] == {"image": [load_id, 0], "upscale_method": "nearest-exact", "scale_by": 2.0}
+    assert size["inputs"] == {"image": [reference_id, 0]}
+    expected = {"image": [model_id, 0], "upscale_method": "lanczos", "width": [size_id, 0], "height": [size_id, 1]}
+    assert resize["inputs"] == {**expected, "crop": "disabled"}
+    assert node_of(graph, "Img2ImgVAEEncode")[1]["inputs"]["pixels"] == [resize_id, 0]
+    # At scale 1 the model's picture goes back to the loaded size.
+    same_size = upscale_graph(upscale_model="4x-tiny.safetensors")
+    assert "ImageScaleBy" not in {node["class_type"] for node in same_size.values()}
+    assert node_of(same_size, "GetImageSize")[1]["inputs"] == {"image": [node_of(same_size, "Img2ImgLoadImage")[0], 0]}
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--scale", "0", "more than 0 and at most 8"),
+        ("--scale", "-2", "more than 0 and at most 8"),
+        ("--scale", "17", "more than 0 and at most 8"),
+        ("--scale", "1.3", "d at most 8"),
+        ("--scale", "two", "must be a number"),
+        ("--tile", "32", "multiple of 8 from 64 to 4096"),
+        ("--tile", "100", "multiple of 8 from 64 to 4096"),
+        ("--tile", "8192", "multiple of 8 from 64 to 4096"),
+    ],
+)
+def test_scale_and_tile_usage_errors_name_the_option_and_exit_2(tmp_path, capsys, flag, value, message):
+    base = ["run", str(tmp_path / "a.png"), "--prompt", "p", "--denoise", "0.5", "--out", str(tmp_path / "out")]
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main.main([*base, flag, value])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.startswith("usage: img2img run")
+    assert f"argument {flag}: " in err and message in err and value in err
+
+
+def test_scale_tile_and_upscale_model_reach_the_parameters():
+    options = options_for("run", "a.png", "--prompt", "p", "--denoise", "0.3", "--out", "o", "--scale", "1.5")
+    assert (options.scale, options.tile, options.upscale_model) == (1.5, 0, None)
+    options = options_for(
+        *("run", "a.png", "--prompt", "p", "--denoise", "0.3", "--out", "o"),
+        *("--scale", "4", "--tile", "512", "--upscale-model", "4x.pth"),
+    )
+    parameters = options.parameters("model.safetensors")
+    assert (parameters.scale, parameters.tile, parameters.upscale_model) == (4.0, 512, "4x.pth")
+    # `sweep` has no upscale-and-refine: its records keep the defaults.
+    sweep = options_for("sweep", "a.png", "--prompt", "p", "--denoise", "0.3,0.5", "--out", "o")
+    assert (sweep.scale, sweep.tile, sweep.upscale_model) == (1.0, 0, None)
