@@ -320,7 +320,7 @@ def _add_upscale_arguments(run: argparse.ArgumentParser) -> None:
         default=1.0,
         metavar="F",
         help="upscale each input by F before encoding (lanczos, core's ImageScaleBy), e.g. 2; at most 8; n/d "
-        "with d up to 8, for which the input is first fitted to a multiple of 8·d (default: 1, as loaded)",
+        "with d up to 8, for which the input is first fitted to a multiple of 8*d (default: 1, as loaded)",
     )
     refine.add_argument(
         "--tile",

@@ -383,6 +383,7 @@ def test_python_m_img2img_cli_shows_the_usage(cli_env):
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("usage: img2img run") and "--per-image-seeds" in result.stdout
+    assert result.stdout.isascii()  # prints on any console (test_cli_encoding.py runs this under ASCII)
 
 
 def test_the_wheel_carries_the_cli_its_graph_and_the_console_script(tmp_path):
