@@ -1,7 +1,8 @@
-"""Pixels to latents and back with any ComfyUI VAE, in overlapping tiles when the whole would not fit.
+"""Pixels to latents and back with any ComfyUI VAE, in tiles when the whole would not fit.
 
-Tiles are blended by ComfyUI's tiler. They are used when the whole image would not fit in free
-memory (``auto``), on request, or after running out of memory. Every node that codes images goes
+Image VAEs are tiled by the pack's one-pass tiler (``vae_tiles``: each tile coded once, exact where memory
+allows); other VAEs (video, audio) by ComfyUI's own tiler. Tiles are used when the whole image would not fit
+in free memory (``auto``), on request, or after running out of memory. Every node that codes images goes
 through these two functions, so they all tile, check and reshape alike.
 """
 
@@ -16,6 +17,7 @@ import torch
 
 from .accelerate import accelerated_vae
 from .inputs import TILING_MODES
+from .vae_tiles import coded_in_tiles, supports_one_pass
 
 
 def _tiles_needed(tiling: str, memory_needed: float, vae) -> bool:
@@ -27,8 +29,20 @@ def _tiles_needed(tiling: str, memory_needed: float, vae) -> bool:
 
 
 def _check_tiles(tile_size: int, overlap: int) -> None:
-    if overlap * 2 >= tile_size:
-        raise ValueError(f"overlap ({overlap}) must be less than half of tile_size ({tile_size})")
+    if tile_size < 8 or overlap < 0:
+        raise ValueError(f"tile_size must be at least 8 pixels and overlap at least 0, got {tile_size} and {overlap}")
+
+
+def _in_tiles(vae, code: Callable[[], torch.Tensor], core_tiled: Callable[[], torch.Tensor], tile_size: int,
+              overlap: int, memory_needed: float) -> torch.Tensor:  # fmt: skip
+    """``code()`` (ComfyUI's whole-picture call) run in one-pass tiles; ComfyUI's tiler for VAEs it cannot run."""
+    if not supports_one_pass(vae):
+        logging.info("img2img: this VAE is not an image VAE of 2-D layers: ComfyUI's tiler codes it")
+        return core_tiled()
+    free = comfy.model_management.get_free_memory(vae.device)
+    with coded_in_tiles(vae, tile_size, overlap, memory_needed, free) as exact:
+        logging.info("img2img: coding in %s tiles of %d px", "exact" if exact else "streamed", tile_size)
+        return code()
 
 
 def _code_with_tiles_when_needed(
@@ -70,13 +84,11 @@ def encode_pixels(
     _check_tiles(tile_size, overlap)
     rgb = pixels[:, :, :, :3]
     with accelerated_vae(vae, node) if accelerate else nullcontext():
-        return _code_with_tiles_when_needed(
-            lambda: vae.encode(rgb),
-            lambda: vae.encode_tiled(rgb, tile_x=tile_size, tile_y=tile_size, overlap=overlap),
-            tiling,
-            vae.memory_used_encode(rgb.movedim(-1, 1).shape, vae.vae_dtype),
-            vae,
-        )
+        memory_needed = vae.memory_used_encode(rgb.movedim(-1, 1).shape, vae.vae_dtype)
+        whole = lambda: vae.encode(rgb)  # noqa: E731
+        core_tiled = lambda: vae.encode_tiled(rgb, tile_x=tile_size, tile_y=tile_size, overlap=overlap)  # noqa: E731
+        tiled = lambda: _in_tiles(vae, whole, core_tiled, tile_size, overlap, memory_needed)  # noqa: E731
+        return _code_with_tiles_when_needed(whole, tiled, tiling, memory_needed, vae)
 
 
 def decode_latent(
@@ -93,15 +105,13 @@ def decode_latent(
     _check_tiles(tile_size, overlap)
     scale = vae.spacial_compression_decode()  # the tiler works in latent units
     with accelerated_vae(vae, node) if accelerate else nullcontext():
-        images = _code_with_tiles_when_needed(
-            lambda: vae.decode(latent),
-            lambda: vae.decode_tiled(
-                latent, tile_x=tile_size // scale, tile_y=tile_size // scale, overlap=overlap // scale
-            ),
-            tiling,
-            vae.memory_used_decode(latent.shape, vae.vae_dtype),
-            vae,
+        memory_needed = vae.memory_used_decode(latent.shape, vae.vae_dtype)
+        whole = lambda: vae.decode(latent)  # noqa: E731
+        core_tiled = lambda: vae.decode_tiled(  # noqa: E731
+            latent, tile_x=tile_size // scale, tile_y=tile_size // scale, overlap=overlap // scale
         )
+        tiled = lambda: _in_tiles(vae, whole, core_tiled, tile_size, overlap, memory_needed)  # noqa: E731
+        images = _code_with_tiles_when_needed(whole, tiled, tiling, memory_needed, vae)
     if images.ndim == 5:  # video VAEs return [batch, frames, ...]: one IMAGE per frame
         images = images.reshape(-1, *images.shape[-3:])
     return images

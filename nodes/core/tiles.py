@@ -13,7 +13,10 @@ Pure torch: nothing here imports ComfyUI.
 
 from __future__ import annotations
 
+import functools
+import itertools
 import math
+import operator
 from dataclasses import dataclass
 
 import torch
@@ -46,7 +49,7 @@ def crop(tensor: torch.Tensor, box: Box) -> torch.Tensor:
 def even_spans(length: int, count: int) -> list[tuple[int, int]]:
     """``count`` consecutive spans that cover 0..length, their lengths differing by at most 1."""
     bounds = [round(index * length / count) for index in range(count + 1)]
-    return list(zip(bounds[:-1], bounds[1:], strict=True))
+    return list(itertools.pairwise(bounds))
 
 
 def partition(height: int, width: int, core: int, margin: int) -> list[Tile]:
@@ -130,35 +133,39 @@ def blend_weights(tiles: list[Tile], height: int, width: int, margin: int = 0) -
 
 
 @dataclass(frozen=True)
-class GroupSums:
-    """Per-sample, per-group sums of a tensor's values and squares, in float64, and how many values they hold."""
+class GroupMoments:
+    """Per-sample, per-group count, mean and sum of squared deviations of a tensor's values, kept in float64 so
+    that the moments of many parts pool without loss (Chan et al.'s parallel variance)."""
 
-    total: torch.Tensor  # [batch, groups]
-    squares: torch.Tensor  # [batch, groups]
     count: int
+    mean: torch.Tensor  # [batch, groups]
+    squares: torch.Tensor  # [batch, groups]: the sum of squared deviations from the mean
 
     @classmethod
-    def of(cls, values: torch.Tensor, groups: int) -> GroupSums:
-        """The sums of ``values`` [batch, channels, ...] over each group of channels and every position."""
-        grouped = values.reshape(values.shape[0], groups, -1).double()
-        return cls(grouped.sum(-1), grouped.square().sum(-1), grouped.shape[-1])
+    def of(cls, values: torch.Tensor, groups: int) -> GroupMoments:
+        """The moments of ``values`` [batch, channels, ...] over each group of channels and every position,
+        computed in the values' dtype as GroupNorm computes them, then held in float64."""
+        grouped = values.reshape(values.shape[0], groups, -1)
+        variance, mean = torch.var_mean(grouped, dim=-1, correction=0)
+        count = grouped.shape[-1]
+        return cls(count, mean.double(), variance.double() * count)
 
-    def __add__(self, other: GroupSums) -> GroupSums:
-        return GroupSums(self.total + other.total, self.squares + other.squares, self.count + other.count)
+    def __add__(self, other: GroupMoments) -> GroupMoments:
+        count = self.count + other.count
+        delta = other.mean - self.mean
+        mean = self.mean + delta * (other.count / count)
+        squares = self.squares + other.squares + delta.square() * (self.count * other.count / count)
+        return GroupMoments(count, mean, squares)
 
     def mean_and_variance(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The pooled mean and (biased, as GroupNorm's) variance."""
-        mean = self.total / self.count
-        return mean, (self.squares / self.count - mean.square()).clamp_min(0.0)
+        return self.mean, self.squares / self.count
 
 
 def pooled_statistics(parts: list[torch.Tensor], groups: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The mean and variance per sample and group of the values of all ``parts`` together (tiles' cores), as
     GroupNorm computes them over the whole tensor, pooled in float64."""
-    sums = GroupSums.of(parts[0], groups)
-    for part in parts[1:]:
-        sums = sums + GroupSums.of(part, groups)
-    return sums.mean_and_variance()
+    return functools.reduce(operator.add, (GroupMoments.of(part, groups) for part in parts)).mean_and_variance()
 
 
 def seam_score(image: torch.Tensor, boundaries_y: list[int], boundaries_x: list[int]) -> float:

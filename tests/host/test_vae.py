@@ -25,23 +25,19 @@ def sample_256() -> torch.Tensor:
 
 
 def test_tiled_and_whole_encode_and_decode_agree(comfy_runtime, sample_256):
+    """Through the nodes: tiles where memory allows are exact, so the tiled picture is the whole one."""
     encode = comfy_runtime.pack["Img2ImgVAEEncode"]().encode
     decode = comfy_runtime.pack["Img2ImgVAEDecode"]().decode
     vae = comfy_runtime.vae
     with torch.inference_mode():
         (whole,) = encode(sample_256, vae, "never", 512, 64)
-        (tiled,) = encode(sample_256, vae, "always", 128, 32)
+        (tiled,) = encode(sample_256, vae, "always", 96, 32)
         assert whole["samples"].shape == tiled["samples"].shape == (1, 4, 32, 32)
-        # The encoder sees less context at a tile's edge than in the whole image: close, not equal.
-        scale = float(whole["samples"].abs().mean())
-        assert float((whole["samples"] - tiled["samples"]).abs().mean()) < 0.15 * scale
+        assert float((whole["samples"] - tiled["samples"]).abs().max()) <= 1e-4 * float(whole["samples"].abs().max())
         (image,) = decode(whole, vae, "never", 512, 64)
-        (image_tiled,) = decode(whole, vae, "always", 128, 32)
+        (image_tiled,) = decode(whole, vae, "always", 96, 32)
     assert image.shape == image_tiled.shape == (1, 256, 256, 3)
-    difference = (image - image_tiled).abs()
-    assert float(difference.mean()) < 0.015 and float(difference.max()) < 0.1
-    # No seam: the rows and columns where tiles meet differ no more than the image as a whole.
-    assert float(difference[:, 96:160].mean()) < 3 * float(difference.mean()) + 1e-3
+    assert float((image - image_tiled).abs().max()) < 1e-4
 
 
 def test_bad_sizes_and_tiles_are_refused_with_the_input_named(comfy_runtime, sample_256):
@@ -49,8 +45,8 @@ def test_bad_sizes_and_tiles_are_refused_with_the_input_named(comfy_runtime, sam
     with torch.inference_mode():
         with pytest.raises(ValueError, match="multiple"):
             encode(sample_256[:, :250], comfy_runtime.vae, "auto", 512, 64)
-        with pytest.raises(ValueError, match="overlap"):
-            encode(sample_256, comfy_runtime.vae, "always", 128, 64)
+        with pytest.raises(ValueError, match="overlap at least 0"):
+            encode(sample_256, comfy_runtime.vae, "always", 128, -1)
         with pytest.raises(ValueError, match="mask"):
             encode(sample_256, comfy_runtime.vae, "never", 512, 64, mask=torch.zeros(1, 64, 64))
         (latent,) = encode(sample_256, comfy_runtime.vae, "never", 512, 64, mask=torch.ones(1, 256, 256))
