@@ -14,9 +14,9 @@ Chromium at /usr/bin/chromium. It starts its own ComfyUI server and for each ``a
   browser serves, and its thumbnail ``<name>.jpg`` (a screenshot of the canvas, 512 px wide);
 - queues it on the server, every checkpoint loader set to the project's demo model, to prove that it runs.
 
-For img2img it also writes ``img2img.png``: that run's output (the demo model's picture of the sample
-photo), saved with the UI workflow in its ``workflow`` chunk, so that dropping it onto ComfyUI rebuilds
-the graph. ``input/sample_regional.png`` (the sample with a transparent rectangle, for the regional
+For img2img and img2img_upscale it also writes ``<name>.png``: that run's output (the demo model's picture of
+the sample photo), saved with the UI workflow in its ``workflow`` chunk, so that dropping it onto ComfyUI
+rebuilds the graph. ``input/sample_regional.png`` (the sample with a transparent rectangle, for the regional
 graph) is generated first; every picture in ``input/`` is uploaded.
 """
 
@@ -46,6 +46,8 @@ SETTINGS = {
     "LiteGraph.Canvas.MinFontSizeForLOD": 0,
 }
 THUMBNAIL_WIDTH = 512
+# The graphs whose run's output is committed as a PNG to drag into ComfyUI.
+DRAG_IN_PNGS = ("img2img", "img2img_upscale")
 
 # In the page, after app.loadApiJson: wait for the loader's image preview and for the node sizes to settle,
 # fix the seeds, arrange the graph (moving down a node left overlapping), fit it into the view, and answer
@@ -200,10 +202,10 @@ def main() -> None:
                 entry = server.wait(server.queue(prompt, {"extra_pnginfo": {"workflow": workflow}}))
                 if entry["status"]["status_str"] != "success":
                     raise SystemExit(f"{name} failed on the server: {json.dumps(entry['status'], indent=1)}")
-                if name == "img2img":
+                if name in DRAG_IN_PNGS:
                     saved = [image for output in entry["outputs"].values() for image in output.get("images", [])]
                     output = server.output_dir / saved[0]["subfolder"] / saved[0]["filename"]
-                    example_png(output, graph, workflow, EXAMPLES / "img2img.png")
+                    example_png(output, graph, workflow, EXAMPLES / f"{name}.png")
                 print(f"example_workflows/{name}.json, .jpg: {len(workflow['nodes'])} nodes", flush=True)
             browser.close()
 

@@ -139,8 +139,9 @@ def test_pooled_statistics_of_the_cores_are_those_of_the_whole_tensor(height, wi
     parts = [crop(values, tile.core) for tile in partition(height, width, core, margin=2)]
     mean, variance = pooled_statistics(parts, groups)
     grouped = values.double().reshape(2, groups, -1)
-    assert torch.allclose(mean, grouped.mean(-1), rtol=0, atol=1e-12)
-    assert torch.allclose(variance, grouped.var(-1, unbiased=False), rtol=0, atol=1e-10)
+    # Each core's moments in float32, as GroupNorm computes them; pooled in float64 without further loss.
+    assert torch.allclose(mean, grouped.mean(-1), rtol=0, atol=1e-5)
+    assert torch.allclose(variance, grouped.var(-1, unbiased=False), rtol=1e-5, atol=0)
 
 
 def test_two_flat_tiles_of_different_means_pool_to_the_variance_between_them():
