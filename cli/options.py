@@ -362,7 +362,7 @@ def _add_ray_arguments(command: argparse.ArgumentParser) -> None:
     cluster = command.add_argument_group(
         "Ray cluster",
         "--ray runs the images as Ray tasks on workers that each start and own a ComfyUI server "
-        "(pip install 'comfyui-img2img[ray]'; README: the three ways to scale)",
+        "(pip install 'comfyui-img2img[ray]'; docs/command.md: the three ways to scale)",
     )
     cluster.add_argument(
         "--ray",

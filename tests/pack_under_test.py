@@ -15,7 +15,7 @@ from types import ModuleType
 
 PACK_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = PACK_ROOT / "example_workflows" / "input" / "sample.png"
-# The six nodes of the img2img graph (the example workflows); the pack also has Img2ImgDenoiseSweep.
+# The six nodes of the img2img graph (the example workflows); the pack has more (sweep, loopback, tiles, parts).
 GRAPH_NODE_IDS = frozenset(
     {
         "Img2ImgLoadImage",

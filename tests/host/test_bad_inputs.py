@@ -1,4 +1,4 @@
-"""The bad-input table: every row against one real server, with README's "Reliability" table as its record.
+"""The bad-input table: every row against one real server, with the table of docs/reliability.md as its record.
 
 For every row the server must answer with the outcome the row states, naming the node, the input and what
 was wrong (ComfyUI's ``node_errors`` at validation, else an execution error); answer ``/system_stats``

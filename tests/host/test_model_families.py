@@ -19,7 +19,7 @@ SEED = 20261201
 CFG = 5.0
 STEPS = 6
 TOLERANCE = 1e-4  # on latents; measured: bit-identical to core on every family
-# The pack's own loop (deterministic, multistep, SDE with Brownian noise) and one ComfyUI runs for it.
+# A deterministic, a multistep and an SDE sampler (Brownian noise) of ComfyUI's, and one more.
 SAMPLERS = ("euler", "dpmpp_2m", "dpmpp_2m_sde", "uni_pc")
 
 
