@@ -64,7 +64,7 @@ def fit_image_and_mask(
     pixels = image.movedim(-1, 1).float()
     coverage = mask[:, None].float()
     size, target = _resized_and_final_size(_aspect_size(image.shape[1], image.shape[2], width, height), multiple, fit)
-    pixels, coverage = _resize(pixels, size, method), _resize(coverage, size, method)
+    pixels, coverage = resize(pixels, size, method), resize(coverage, size, method)
     pixels, coverage = _crop(pixels, target), _crop(coverage, target)
     # F.pad's order: left, right, top, bottom.
     padding = [amount for axis in (1, 0) for amount in _centered_padding(size[axis], target[axis])]
@@ -125,8 +125,9 @@ def _crop(pixels: torch.Tensor, target: tuple[int, int]) -> torch.Tensor:
     return pixels[..., top : top + min(height, target[0]), left : left + min(width, target[1])]
 
 
-def _resize(pixels: torch.Tensor, size: tuple[int, int], method: str) -> torch.Tensor:
-    """[batch, channels, height, width] resampled to size (height, width)."""
+def resize(pixels: torch.Tensor, size: tuple[int, int], method: str) -> torch.Tensor:
+    """[batch, channels, height, width] resampled to size (height, width) with one of RESAMPLE_METHODS, as
+    fit_image_and_mask resamples (unclamped: Lanczos and bicubic overshoot at edges)."""
     if tuple(pixels.shape[-2:]) == size:
         return pixels
     if method == "lanczos":
