@@ -3,6 +3,7 @@
 Registered through the V1 mappings, which ComfyUI 0.3.75 and every later release load (see README).
 """
 
+from .nodes.crop_stitch import Img2ImgCrop, Img2ImgStitch
 from .nodes.custom_sampling import Img2ImgBatchSeedSampler, Img2ImgNoise, Img2ImgStrengthSigmas
 from .nodes.ksampler import Img2ImgKSampler
 from .nodes.load_image import Img2ImgLoadImage
@@ -27,6 +28,8 @@ NODE_CLASS_MAPPINGS = {
     "Img2ImgNoise": Img2ImgNoise,
     "Img2ImgBatchSeedSampler": Img2ImgBatchSeedSampler,
     "Img2ImgTiledModel": Img2ImgTiledModel,
+    "Img2ImgCrop": Img2ImgCrop,
+    "Img2ImgStitch": Img2ImgStitch,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
@@ -42,6 +45,8 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "Img2ImgNoise": "Noise (img2img)",
     "Img2ImgBatchSeedSampler": "Batch Seed Sampler (img2img)",
     "Img2ImgTiledModel": "Tiled Model (img2img)",
+    "Img2ImgCrop": "Crop for Stitch (img2img)",
+    "Img2ImgStitch": "Stitch (img2img)",
 }
 
 WEB_DIRECTORY = "./js"

@@ -15,7 +15,12 @@ const PLAN_INPUTS = ["steps", "denoise", "strength_mode", "scheduler", "sampler_
 const OPTIONAL_PLAN_INPUTS = ["end_at_step"]; // the sampler's only: where it stops for a second sampler
 const DEBOUNCE_MS = 150;
 
+// Nodes whose run reports a note in the same read-only box: what crop and stitch did (frames without a mask
+// region, passed through unchanged; the blend ring's colour difference).
+const NOTE_NODES = new Set(["Img2ImgCrop", "Img2ImgStitch"]);
+
 const isPlanNode = (node) => PLAN_NODES.has(node?.comfyClass ?? node?.type);
+const isNoteNode = (node) => NOTE_NODES.has(node?.comfyClass ?? node?.type);
 const widgetValue = (node, name) => node.widgets?.find((w) => w.name === name)?.value;
 
 function planWidget(node) {
@@ -23,8 +28,8 @@ function planWidget(node) {
   if (widget) return widget;
   const element = document.createElement("textarea");
   element.readOnly = true;
-  element.rows = 1;
-  element.title = "What this sampler will run (img2img)";
+  element.rows = isPlanNode(node) ? 1 : 3;
+  element.title = isPlanNode(node) ? "What this sampler will run (img2img)" : "What this node did (img2img)";
   element.className = "comfy-multiline-input img2img-plan";
   element.style.resize = "none";
   widget = node.addDOMWidget(PLAN_WIDGET, "img2img_plan", element, {
@@ -83,13 +88,13 @@ function watchPlanInputs(node) {
   }
 }
 
-// After a run the node reports the plan it ran for its own model ({"text": [line]} in its UI output).
+// After a run the node reports the plan it ran for its own model ({"text": [line]} in its UI output), or its note.
 api.addEventListener("executed", ({ detail }) => {
   const text = detail?.output?.text?.[0];
   const id = detail?.display_node ?? detail?.node;
   if (!text || id === undefined) return;
   const node = app.graph?.getNodeById(Number.isNaN(Number(id)) ? id : Number(id));
-  if (isPlanNode(node)) showPlan(node, text);
+  if (isPlanNode(node) || isNoteNode(node)) showPlan(node, text);
 });
 
 app.registerExtension({

@@ -23,6 +23,8 @@ NODE_IDS = sorted(
         "Img2ImgNoise",
         "Img2ImgBatchSeedSampler",
         "Img2ImgTiledModel",
+        "Img2ImgCrop",
+        "Img2ImgStitch",
     }
 )
 
