@@ -310,3 +310,27 @@ def test_plan_line_shows_where_the_sampler_stops(page, ui_server):
     expected = ui_server.get_json(f"/img2img/plan?{query}")["text"]
     assert "steps 9–16 of 20" in expected and "stops with leftover noise" in expected
     assert wait_for_widget_value(page, KSAMPLER, "img2img_plan", expected) == expected
+
+
+def test_crop_and_stitch_show_their_note_under_the_node(page):
+    """Crop and stitch report a note after a run (frames without a mask region, the blend ring's figure): the
+    extension shows it in the plan line's read-only box. The "executed" event is dispatched as the server's
+    message makes the frontend dispatch it."""
+    shown = page.evaluate(
+        """async () => {
+            const { api } = await import("/scripts/api.js");
+            const shown = {};
+            for (const type of ["Img2ImgCrop", "Img2ImgStitch"]) {
+                const node = LiteGraph.createNode(type);
+                app.graph.add(node);
+                const output = { text: [`${type}: no mask region in frame 0: it passes through unchanged`] };
+                api.dispatchEvent(new CustomEvent("executed", { detail: { node: String(node.id), output } }));
+                shown[type] = node.widgets.find((w) => w.name === "img2img_plan")?.value;
+            }
+            return shown;
+        }"""
+    )
+    assert shown == {
+        node: f"{node}: no mask region in frame 0: it passes through unchanged"
+        for node in ("Img2ImgCrop", "Img2ImgStitch")
+    }
