@@ -409,12 +409,11 @@ def _edited_crops(record: StitchRecord, edited: torch.Tensor) -> torch.Tensor:
             f"crops: {getattr(edited, 'shape', edited)!r} for the record's {count} crops: connect the crop "
             "node's crops after the edit, one image per crop, in their order"
         )
-    if edited.shape[-1] < channels:
-        raise ValueError(f"crops have {edited.shape[-1]} channels, the picture {channels}")
     edited = edited[..., :channels].to(record.crops)
     if tuple(edited.shape[1:3]) != size:
         edited = resize(edited.movedim(-1, 1), size, record.method).clamp(0, 1).movedim(1, -1)
-    return edited
+    # Channels the edit lacks (a picture's alpha after the VAE's RGB) keep the crop's: their change is 0.
+    return torch.cat([edited, record.crops[..., edited.shape[-1] :]], dim=-1)
 
 
 def colour_corrected(edited: torch.Tensor, original: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:

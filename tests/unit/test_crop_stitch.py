@@ -304,6 +304,14 @@ def test_bad_options_and_crops_are_refused_naming_the_input():
         stitch(record, torch.cat([crops, crops]))
 
 
+def test_a_pictures_alpha_is_kept_when_the_edit_has_only_colour():
+    image, mask = torch.cat([picture(100, 140), torch.rand(1, 100, 140, 1)], dim=-1), torch.zeros(1, 100, 140)
+    mask[0, 40:60, 60:80] = 1
+    crops, _, record = crop_regions(image, mask, CropOptions(64, 64))
+    out, _, _ = stitch(record, 1 - crops[..., :3])
+    assert torch.equal(out[..., 3], image[..., 3]) and not torch.equal(out[..., :3], image[..., :3])
+
+
 def test_edited_crops_of_another_size_are_resampled_to_the_crop():
     image, mask = picture(100, 140), torch.zeros(1, 100, 140)
     mask[0, 40:60, 60:80] = 1
