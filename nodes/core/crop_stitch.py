@@ -2,9 +2,10 @@
 
 The crop: the mask is grown by ``grow`` px (max-pool dilation), its holes filled (background not connected to
 the border), and split into regions, its 8-connected parts; parts closer than twice the blend width are one
-region, so that no pixel is in two regions' blends. Each region's box is its bounding box, each side widened by
-``context_factor`` (the side × factor) plus ``context_pixels`` on each side, and at least ``blend`` px, then
-widened to the target's aspect ratio, centred on the region and shifted inside the picture. A box longer than
+region, so that no pixel is in two regions' blends. Each region's box is its bounding box, each side grown to
+side × ``context_factor`` plus ``context_pixels`` at each end (at least ``blend`` px at each end, so the blend
+lies in the crop) and one pixel for rounding, then widened to the target's aspect ratio, centred on the region
+and shifted inside the picture. A box longer than
 the picture along a side takes the whole side, and the crop is padded there by repeating the edge pixels. The
 box's pixels are resampled to the target size (``fit.resize``); the region's mask the same way, bilinear.
 
