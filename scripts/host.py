@@ -5,6 +5,7 @@
     python3 scripts/host.py test       # README command (2): the whole test suite
     python3 scripts/host.py bench      # the side-by-side benchmark (bench/README.md; --quick: 3 min)
     python3 scripts/host.py serve      # a server on 127.0.0.1:8188 for trying the pack by hand
+    python3 scripts/host.py gpu        # the checks on CUDA: --prepare here, then the device; --dry-run on a CPU
 
 The harness itself is the package beside this file, scripts/img2img_host/ (its docstring lists its
 modules). It uses only the standard library, so the system ``python3`` can run it before any

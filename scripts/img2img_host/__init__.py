@@ -9,7 +9,11 @@ import. Standard library only, so the system ``python3`` can run it before any e
     chromium.py   Debian's Chromium for the browser tests
     server.py     one ComfyUI server process on loopback
     demo.py       README command (1): the img2img CLI on the bundled sample images
-    command.py    ``build | demo | test | bench | serve``
+    command.py    ``build | demo | test | bench | serve | gpu``
+    gpu.py        ``gpu``: the payload for the GPU machine (--prepare), staging it there, the dry run on a CPU
+    gpu_checks.py the checks ``gpu`` runs in a child process: the one module here that imports torch and ComfyUI,
+                  which this package never imports
+    gpu_report.py their figures.json as figures.md
 """
 
 from .build import COMFY_CLI_PIN, COMFYUI_VERSION, COMFYUI_WHEEL, HOST_PINS, MANAGER_PIN, NEWER_FRONTEND, build

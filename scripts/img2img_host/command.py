@@ -1,4 +1,5 @@
-"""The command line of scripts/host.py: build | demo | test | bench | serve, each after bringing the host up to date."""
+"""The command line of scripts/host.py: build | demo | test | bench | serve, each after bringing the host up to date,
+and gpu (gpu.py: it brings the host up to date only with --prepare; on the GPU machine there is no host to build)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from collections.abc import Sequence
 from .build import COMFYUI_VERSION, build
 from .chromium import ensure_chromium
 from .demo import run_demo
+from .gpu import main as gpu_main
 from .layout import PACK_ROOT, log, phase
 from .server import Server
 
@@ -18,12 +20,14 @@ DESCRIPTION = "The headless ComfyUI host that the tests, the demo and the benchm
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=DESCRIPTION)
-    parser.add_argument("command", choices=("build", "demo", "test", "bench", "serve"))
+    parser.add_argument("command", choices=("build", "demo", "test", "bench", "serve", "gpu"))
     parser.add_argument("--force", action="store_true", help="rebuild the host even if it is up to date")
     parser.add_argument(
-        "args", nargs=argparse.REMAINDER, help="for test: extra pytest arguments; for bench: its options (--help)"
+        "args", nargs=argparse.REMAINDER, help="test: extra pytest arguments; bench, gpu: their options (--help)"
     )
     options = parser.parse_args(argv)
+    if options.command == "gpu":
+        return gpu_main(options.args)
     started = time.monotonic()
     with phase("host build"):
         host = build(force=options.force, demo_only=options.command == "demo")
