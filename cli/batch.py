@@ -25,7 +25,8 @@ from tqdm import tqdm
 
 from .claims import Claims
 from .client import JobFailed, JobInterrupted, Result, ServerClient, ServerGone
-from .graph import Parameters, build_graph
+from .graph import Parameters, build_graph, found_region, probe_graph
+from .masks import AUTO_ALPHA, SIBLING, InputMask
 from .results import Manifest, resume_key, write_output
 
 JOIN_POLL_S = 0.2  # the main thread wakes up this often, so Ctrl-C is seen at once
@@ -37,6 +38,22 @@ class Job:
     path: Path
     sha256: str
     seed: int
+    mask: InputMask | None = None  # `run --mask`: where its mask comes from; None: the plain graph
+
+    @property
+    def mask_key(self) -> str | None:
+        """The mask's part of the input's identity for resume (None without a mask, as every manifest line
+        before masks)."""
+        return self.mask.key if self.mask is not None else None
+
+
+@dataclass(frozen=True)
+class Upload:
+    """What is sent to a server for one input: its bytes and its mask file's, as they were hashed when the run
+    was planned."""
+
+    image: bytes
+    mask: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -86,7 +103,7 @@ class Work:
         self.overall = tqdm(total=len(jobs), desc="images", unit="image", position=0, disable=None)
 
     def key(self, job: Job) -> str:
-        return resume_key(job.sha256, job.seed, self.parameters.as_dict())
+        return resume_key(job.sha256, job.seed, self.parameters.as_dict(), job.mask_key)
 
     def next_job(self) -> Job | None:
         """A job claimed for this run, or None when none can start now (see ``finished``)."""
@@ -120,18 +137,25 @@ class Work:
         self.overall.update(1)
         say(f"done elsewhere {job.path}: another run into {self.out_dir} has it in the manifest")
 
-    def read(self, job: Job) -> bytes | None:
-        """The input's bytes as they were hashed when the run was planned; None when the file cannot be read
-        or has changed since, and then the image has failed."""
-        try:
-            data = job.path.read_bytes()
-        except OSError as error:
-            self.record(ImageOutcome(job, error=str(error)))
-            return None
-        if hashlib.sha256(data).hexdigest() != job.sha256:
-            self.record(ImageOutcome(job, error="the file changed while the batch ran; run again to include it"))
-            return None
-        return data
+    def read(self, job: Job) -> Upload | None:
+        """The input's bytes (and its mask file's) as they were hashed when the run was planned; None when a
+        file cannot be read or has changed since, and then the image has failed."""
+        files = [(job.path, job.sha256)]
+        if job.mask is not None and job.mask.file is not None:
+            files.append((job.mask.file, job.mask.sha256))
+        contents = []
+        for path, sha256 in files:
+            try:
+                data = path.read_bytes()
+            except OSError as error:
+                self.record(ImageOutcome(job, error=str(error)))
+                return None
+            if hashlib.sha256(data).hexdigest() != sha256:
+                message = f"{path.name} changed while the batch ran; run again to include it"
+                self.record(ImageOutcome(job, error=message))
+                return None
+            contents.append(data)
+        return Upload(*contents)
 
     def record(self, outcome: ImageOutcome) -> None:
         """Settles an image as its outcome says, whichever backend ran it: its picture and then its manifest
@@ -159,6 +183,7 @@ class Work:
                     "sha256": job.sha256,
                     "seed": job.seed,
                     "parameters": self.parameters.as_dict(),
+                    **_mask_fields(job),
                     "output": output.name,
                     "server": server,
                     "prompt_id": result.prompt_id,
@@ -197,6 +222,16 @@ class Work:
                 self.record(ImageOutcome(job, error="no server left to run it"))
         self.claims.close()
         self.overall.close()
+
+
+def _mask_fields(job: Job) -> dict[str, str]:
+    """A manifest line's mask: its part of the resume key (Manifest reads it back), and the mask file's path."""
+    if job.mask is None:
+        return {}  # as every line before masks
+    fields = {"mask": job.mask_key}
+    if job.mask.file is not None:
+        fields["mask_file"] = str(job.mask.file)
+    return fields
 
 
 class Batch:
@@ -285,11 +320,11 @@ class Batch:
             bar.total, bar.n = maximum, value
             bar.refresh()
 
-        data = self.work.read(job)
-        if data is None:
+        upload = self.work.read(job)
+        if upload is None:
             return
         try:
-            outcome = run_on_server(client, data, job, self.template, self.parameters, client.url, progress)
+            outcome = run_on_server(client, upload, job, self.template, self.parameters, client.url, progress)
         except ServerGone:
             say(f"img2img: {job.path} goes back to the queue for the other servers", error=True)
             self.work.settle(job, requeue=True)
@@ -299,7 +334,7 @@ class Batch:
 
 def run_on_server(
     client: ServerClient,
-    data: bytes,
+    upload: Upload,
     job: Job,
     template: dict,
     parameters: Parameters,
@@ -312,7 +347,10 @@ def run_on_server(
     servers, an actor ends so that Ray restarts it with a new server and runs the image again."""
     try:
         result = client.run(
-            data, job.path.name, lambda image: build_graph(template, parameters, job.seed, image), progress
+            upload.image,
+            job.path.name,
+            lambda image: graph_for(client, upload, job, template, parameters, image),
+            progress,
         )
     except ServerGone:
         raise
@@ -323,3 +361,22 @@ def run_on_server(
     except Exception as error:  # a surprise answer fails the image, not its worker, and strands nothing in flight
         return ImageOutcome(job, error=f"{type(error).__name__}: {error}")
     return ImageOutcome(job, result=result, server=server)
+
+
+def graph_for(
+    client: ServerClient, upload: Upload, job: Job, template: dict, parameters: Parameters, image: str
+) -> tuple[dict, str]:
+    """The job's graph for its uploaded input ``image``: the mask file uploaded beside it, or the input's
+    transparency, or (no mask, or ``auto`` where the server's loader finds the input opaque) the plain graph."""
+    mask = job.mask
+    if mask is None:
+        return build_graph(template, parameters, job.seed, image)
+    if mask.source == SIBLING:
+        mask_file = client.upload(upload.mask, mask.file.name)
+        return build_graph(template, parameters, job.seed, image, mask_file=mask_file)
+    if mask.source == AUTO_ALPHA:
+        # Its header allows transparency, but many RGBA files are opaque: only the loader's MASK tells.
+        probe, crop = probe_graph(template, parameters, image)
+        if not found_region(client.outputs(probe), crop):
+            return build_graph(template, parameters, job.seed, image)
+    return build_graph(template, parameters, job.seed, image, alpha_mask=True)

@@ -217,15 +217,13 @@ class ServerClient:
         """One image from upload to the saved picture's bytes."""
         begun = time.monotonic()
         deadline = begun + self.job_timeout
+        # make_graph may upload a mask file and queue a probe of the input too: part of upload_s.
         graph, save_node = make_graph(self.upload(data, name))
         if self.stop.is_set():
             raise JobInterrupted
         uploaded = time.monotonic()
-        prompt_id = self.queue(graph)
-        entry, started = self.follow(prompt_id, deadline, on_progress)
+        prompt_id, entry, started = self.execute(graph, deadline, on_progress)
         finished = time.monotonic()
-        if entry is None or entry["status"]["status_str"] != "success":
-            raise self._failure(prompt_id, entry, timed_out=finished > deadline)
         images = entry["outputs"].get(save_node, {}).get("images") or []
         if len(images) != 1:
             raise JobFailed(f"the save node reported {len(images)} images instead of one")
@@ -245,6 +243,21 @@ class ServerClient:
             "total_s": done - begun,
         }
         return Result(response.content, image["filename"], prompt_id, {k: round(v, 3) for k, v in timings.items()})
+
+    def execute(
+        self, graph: dict, deadline: float, on_progress: Callable[[int, int], None]
+    ) -> tuple[str, dict, float | None]:
+        """Queues the graph and follows it to the end: its prompt id, its successful /history entry and when it
+        started running; JobFailed (or JobInterrupted) otherwise."""
+        prompt_id = self.queue(graph)
+        entry, started = self.follow(prompt_id, deadline, on_progress)
+        if entry is None or entry["status"]["status_str"] != "success":
+            raise self._failure(prompt_id, entry, timed_out=time.monotonic() > deadline)
+        return prompt_id, entry, started
+
+    def outputs(self, graph: dict) -> dict:
+        """A small graph's /history outputs (what each node reported), with a --timeout of its own."""
+        return self.execute(graph, time.monotonic() + self.job_timeout, lambda value, maximum: None)[1]["outputs"]
 
     def _failure(self, prompt_id: str, entry: dict | None, timed_out: bool) -> Exception:
         messages = dict(entry["status"].get("messages", [])) if entry else {}

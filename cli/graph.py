@@ -17,7 +17,20 @@ CHECKOUT_TEMPLATES = ("example_workflows/api/img2img.json", "example_workflows/i
 SAVE_PREFIX = "img2img-cli/img2img"
 # The fields added after the first manifests: left out of a manifest's parameters at their default, so that
 # manifests written before each option still resume.
-LATER_FIELDS = ("accelerate", "scale", "tile", "upscale_model")
+LATER_FIELDS = (
+    "accelerate", "scale", "tile", "upscale_model", "mask", "crop_width", "crop_height", "blend", "color_correction",
+)  # fmt: skip
+# `run --mask`'s fields: with --mask none (and in every sweep) no picture is cropped, so they change nothing.
+REGION_FIELDS = ("mask", "crop_width", "crop_height", "blend", "color_correction")
+# Img2ImgCrop's inputs the command leaves at the node's defaults.
+CROP_DEFAULTS = {
+    "context_factor": 1.2, "context_pixels": 16, "grow": 0, "fill_holes": True, "regions": "separate",
+    "method": "lanczos",
+}  # fmt: skip
+# The transparency probe's crop size: the node's least, since only its note (is there a region?) is read.
+PROBE_CROP = 64
+# Img2ImgCrop's note for a frame without a region (nodes/core/crop_stitch.py).
+NO_REGION_NOTE = "no mask region"
 
 
 class GraphError(Exception):
@@ -51,13 +64,25 @@ class Parameters:
     tile: int = 0
     # ... and an upscale model (a file of the server's models/upscale_models) ahead of the resize.
     upscale_model: str | None = None
+    # A region of each picture: where each input's mask comes from (masks.MASK_MODES; "none" for sweeps) ...
+    mask: str = "auto"
+    # ... Img2ImgCrop's target size and blend width ...
+    crop_width: int = 512
+    crop_height: int = 512
+    blend: int = 16
+    # ... and Img2ImgStitch's colour correction.
+    color_correction: bool = False
 
     def as_dict(self) -> dict[str, object]:
         parameters = asdict(self)
         defaults = {field.name: field.default for field in fields(self)}
         for name in LATER_FIELDS:
-            if parameters[name] == defaults[name]:
-                del parameters[name]  # so that manifests written before the option still resume
+            # Left out at the default so that manifests written before each option still resume; the region's
+            # fields also with --mask none (every sweep), which runs the plain graph those manifests were made
+            # with. "auto" without a mask runs it too; a mask it finds is part of the input's identity instead
+            # (batch.Job.mask_key).
+            if parameters[name] == defaults[name] or (name in REGION_FIELDS and self.mask == "none"):
+                del parameters[name]
         return parameters
 
 
@@ -108,8 +133,17 @@ def template_checkpoint(template: dict) -> str:
     return template[_only(template, "CheckpointLoaderSimple")]["inputs"]["ckpt_name"]
 
 
-def build_graph(template: dict, parameters: Parameters, seed: int, image: str) -> tuple[dict, str]:
-    """The graph for one uploaded image (its name inside the input folder) and the id of its save node."""
+def build_graph(
+    template: dict,
+    parameters: Parameters,
+    seed: int,
+    image: str,
+    mask_file: str | None = None,
+    alpha_mask: bool = False,
+) -> tuple[dict, str]:
+    """The graph for one uploaded image (its name inside the input folder) and the id of its save node. With
+    ``mask_file`` (an uploaded white-on-black mask) or ``alpha_mask`` (the input's transparency) only the mask's
+    regions change: crop, img2img of the crops, stitch."""
     graph = copy.deepcopy(template)
     _bypass_noise_nodes(graph)
     sampler = _only(graph, "Img2ImgKSampler")
@@ -118,16 +152,7 @@ def build_graph(template: dict, parameters: Parameters, seed: int, image: str) -
     graph[_only(graph, "CheckpointLoaderSimple")]["inputs"]["ckpt_name"] = parameters.checkpoint
     graph[_linked(graph, sampler, "positive", "CLIPTextEncode")]["inputs"]["text"] = parameters.prompt
     graph[_linked(graph, sampler, "negative", "CLIPTextEncode")]["inputs"]["text"] = parameters.negative
-    graph[load]["inputs"].update(
-        image=image,
-        frames="first",
-        folder="",
-        index=0,
-        limit=1,
-        width=parameters.width,
-        height=parameters.height,
-        fit=parameters.fit,
-    )
+    _set_loader(graph, load, parameters, image)
     graph[sampler]["inputs"].update(
         seed=seed,
         steps=parameters.steps,
@@ -145,7 +170,74 @@ def build_graph(template: dict, parameters: Parameters, seed: int, image: str) -
     _upscale_and_tile(graph, parameters, load, sampler)
     if isinstance(parameters.denoise, tuple):
         _sweep_instead_of_sampler(graph, sampler, save, parameters)
+    elif mask_file is not None or alpha_mask:
+        _crop_and_stitch(graph, parameters, mask_file)
     return graph, save
+
+
+def _set_loader(graph: dict, load: str, parameters: Parameters, image: str) -> None:
+    graph[load]["inputs"].update(
+        image=image,
+        frames="first",
+        folder="",
+        index=0,
+        limit=1,
+        width=parameters.width,
+        height=parameters.height,
+        fit=parameters.fit,
+    )
+
+
+def _crop_inputs(parameters: Parameters, image: list, mask: list, width: int, height: int) -> dict:
+    return {
+        "image": image,
+        "mask": mask,
+        "target_width": width,
+        "target_height": height,
+        "blend": parameters.blend,
+        **CROP_DEFAULTS,
+    }
+
+
+def _crop_and_stitch(graph: dict, parameters: Parameters, mask_file: str | None) -> None:
+    """Img2ImgCrop ahead of the encoder (on what it would have encoded: the picture, or its upscaled copy) by
+    the mask file (its red channel, white = change) or else the input's transparency, and Img2ImgStitch ahead
+    of the save node. The crops' masks are the sampler's strength map and the decoder's, with the crops as the
+    decoder's source, so that the crops' pixels outside the mask come back unchanged and the stitch adds
+    nothing there."""
+    load, encode, decode = (_only(graph, name) for name in ("Img2ImgLoadImage", "Img2ImgVAEEncode", "Img2ImgVAEDecode"))
+    sampler, save = _only(graph, "Img2ImgKSampler"), _only(graph, "Img2ImgSaveImage")
+    # The crops are the VAE's multiples of 8 themselves: the picture keeps its own size, and the saved one too.
+    graph[load]["inputs"]["multiple"] = 1
+    mask = [load, 1]  # Img2ImgLoadImage's MASK: 1 − alpha
+    if mask_file is not None:
+        mask = [_new_node(graph, "LoadImageMask", {"image": mask_file, "channel": "red"}), 0]
+    inputs = _crop_inputs(
+        parameters, graph[encode]["inputs"]["pixels"], mask, parameters.crop_width, parameters.crop_height
+    )
+    crop = _new_node(graph, "Img2ImgCrop", inputs)
+    graph[encode]["inputs"]["pixels"] = [crop, 0]
+    graph[sampler]["inputs"]["strength_map"] = [crop, 1]
+    graph[decode]["inputs"].update(source=[crop, 0], strength_map=[crop, 1])
+    stitch = {"stitch": [crop, 2], "crops": [decode, 0], "color_correction": parameters.color_correction}
+    graph[save]["inputs"]["images"] = [_new_node(graph, "Img2ImgStitch", stitch), 0]
+
+
+def probe_graph(template: dict, parameters: Parameters, image: str) -> tuple[dict, str]:
+    """A graph without a model that loads the uploaded input as the run would and crops it by its own
+    transparency, and the crop node's id: its note says whether there is a region (``found_region``)."""
+    load = _only(template, "Img2ImgLoadImage")
+    graph = {load: copy.deepcopy(template[load])}
+    _set_loader(graph, load, parameters, image)
+    graph[load]["inputs"]["multiple"] = 1
+    crop = _new_node(graph, "Img2ImgCrop", _crop_inputs(parameters, [load, 0], [load, 1], PROBE_CROP, PROBE_CROP))
+    _new_node(graph, "PreviewImage", {"images": [crop, 0]})  # an output node, so that the crop runs
+    return graph, crop
+
+
+def found_region(outputs: dict, crop: str) -> bool:
+    """Whether the probe's crop node (its /history outputs) found a region of the mask."""
+    return not any(NO_REGION_NOTE in note for note in outputs.get(crop, {}).get("text", []))
 
 
 def _sweep_instead_of_sampler(graph: dict, sampler: str, save: str, parameters: Parameters) -> None:

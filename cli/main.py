@@ -10,6 +10,7 @@ from pathlib import Path
 from .batch import Batch, Job, Summary, say
 from .graph import GraphError, Parameters, checkout_root, load_template, template_checkpoint
 from .local import HostError, load_harness, local_server
+from .masks import MASK_SUFFIX, is_mask_file, plan_mask
 from .options import RunOptions, UsageError, build_parser, options_from_arguments
 from .results import MANIFEST_NAME, Manifest, file_sha256, resume_key
 
@@ -26,17 +27,25 @@ class StartFailed(Exception):
 
 
 def collect_inputs(paths: Sequence[Path]) -> list[Path]:
-    """Files and the image files of folders (not their subfolders), absolute, sorted, each once."""
+    """Files and the image files of folders (not their subfolders), absolute, sorted, each once. Masks
+    (``*.mask.png``) are no inputs: a folder's are left out, and so is a named one whose picture is an input
+    too (a shell's ``photos/*`` names both); a mask named alone is a picture like any other."""
     found: set[Path] = set()
     for path in paths:
         if path.is_dir():
             found.update(
-                item.absolute() for item in path.iterdir() if item.suffix.lower() in IMAGE_SUFFIXES and item.is_file()
+                item.absolute()
+                for item in path.iterdir()
+                if item.suffix.lower() in IMAGE_SUFFIXES and not is_mask_file(item) and item.is_file()
             )
         elif path.is_file():
             found.add(path.absolute())
         else:
             raise ValueError(f"no such file or folder: {path}")
+    pictures = {(item.parent, item.stem) for item in found if not is_mask_file(item)}
+    found -= {
+        item for item in found if is_mask_file(item) and (item.parent, item.name[: -len(MASK_SUFFIX)]) in pictures
+    }
     if not found:
         raise ValueError("no image files in " + " ".join(map(str, paths)))
     return sorted(found, key=str)
@@ -45,21 +54,22 @@ def collect_inputs(paths: Sequence[Path]) -> list[Path]:
 def plan_jobs(
     images: list[Path], seed: int, per_image: bool, parameters: Parameters, manifest: Manifest
 ) -> tuple[list[Job], int, list[tuple[Path, str]]]:
-    """The jobs still to do, how many are already in the manifest, and the inputs that cannot be read."""
+    """The jobs still to do, how many are already in the manifest, and the inputs that cannot run: a file that
+    cannot be read, or no mask file beside it under --mask sibling."""
     done = manifest.done_keys()
     jobs, skipped, unreadable = [], 0, []
     for index, path in enumerate(images):
         # The seed follows the position among all inputs, skipped ones included, so a rerun keeps it.
         image_seed = seed + index if per_image else seed
         try:
-            digest = file_sha256(path)
-        except OSError as error:
+            job = Job(path, file_sha256(path), image_seed, plan_mask(path, parameters.mask))
+        except (OSError, ValueError) as error:
             unreadable.append((path, str(error)))
             continue
-        if resume_key(digest, image_seed, parameters.as_dict()) in done:
+        if resume_key(job.sha256, job.seed, parameters.as_dict(), job.mask_key) in done:
             skipped += 1
         else:
-            jobs.append(Job(path, digest, image_seed))
+            jobs.append(job)
     return jobs, skipped, unreadable
 
 

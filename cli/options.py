@@ -10,6 +10,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from .graph import Parameters
+from .masks import MASK_MODES
 
 SEED_MAX = 0xFFFFFFFFFFFFFFFF
 # --scale: core's ImageScaleBy takes at most 8. The scaled picture must stay a multiple of the VAE's 8 px, so
@@ -19,12 +20,17 @@ MAX_SCALE = 8
 MAX_SCALE_DENOMINATOR = 8
 # --tile: Img2ImgTiledModel's and the VAE nodes' least tile (64 px, a step of 8), and the VAE nodes' largest.
 MIN_TILE, MAX_TILE, TILE_STEP = 64, 4096, 8
+# --crop-size and --blend: Img2ImgCrop's target sides and blend width, as its inputs allow them.
+MIN_CROP, MAX_CROP, CROP_STEP = 64, 8192, 8
+MAX_BLEND = 256
 
 DESCRIPTION = """\
 img2img with the comfyui-img2img nodes on ComfyUI servers. Each input image is uploaded, run through
 Img2ImgLoadImage -> Img2ImgVAEEncode -> Img2ImgKSampler -> Img2ImgVAEDecode -> Img2ImgSaveImage, and its
 result fetched into DIR (never over an existing file), with one line per image in DIR/manifest.jsonl.
 Running again into the same DIR skips the inputs already there with the same content and parameters.
+An input with a mask (a file NAME.mask.png beside it, or its transparency) has only the mask's regions
+changed: cropped, run through the same chain, and stitched back (see --mask).
 """
 
 SWEEP_DESCRIPTION = """\
@@ -80,6 +86,11 @@ class RunOptions:
     scale: float  # `run --scale`: 1 for `sweep`
     tile: int  # `run --tile`: 0 (none) for `sweep`
     upscale_model: str | None  # `run --upscale-model`: None for `sweep`
+    mask: str  # `run --mask`: none for `sweep`
+    crop_width: int  # `run --crop-size`: Img2ImgCrop's target
+    crop_height: int
+    blend: int  # `run --blend`
+    color_correction: bool  # `run --color-correction`: Img2ImgStitch's
     seed: int
     per_image_seeds: bool
     checkpoint: str | None  # None: the backend's default (the test host's, or the example graph's)
@@ -112,6 +123,11 @@ class RunOptions:
             scale=self.scale,
             tile=self.tile,
             upscale_model=self.upscale_model,
+            mask=self.mask,
+            crop_width=self.crop_width,
+            crop_height=self.crop_height,
+            blend=self.blend,
+            color_correction=self.color_correction,
         )
 
 
@@ -137,6 +153,12 @@ def options_from_arguments(arguments: argparse.Namespace) -> RunOptions:
         scale=getattr(arguments, "scale", 1.0),
         tile=getattr(arguments, "tile", 0),
         upscale_model=getattr(arguments, "upscale_model", None),
+        # Only `run` has a region of each picture: a sweep's contact sheet is of the whole picture.
+        mask=getattr(arguments, "mask", "none"),
+        crop_width=getattr(arguments, "crop_size", (512, 512))[0],
+        crop_height=getattr(arguments, "crop_size", (512, 512))[1],
+        blend=getattr(arguments, "blend", 16),
+        color_correction=getattr(arguments, "color_correction", False),
         seed=arguments.seed,
         per_image_seeds=arguments.per_image_seeds,
         checkpoint=arguments.checkpoint,
@@ -196,6 +218,27 @@ def _tile(text: str) -> int:
     return value
 
 
+def _crop_size(text: str) -> tuple[int, int]:
+    """W or WxH: the crop's target width and height (W alone: a square)."""
+    parts = text.lower().split("x")
+    try:
+        sides = tuple(int(part) for part in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be W or WxH in pixels, e.g. 512 or 768x512, got {text}") from None
+    if len(sides) > 2 or not all(MIN_CROP <= side <= MAX_CROP and side % CROP_STEP == 0 for side in sides):
+        raise argparse.ArgumentTypeError(
+            f"must be W or WxH, each a multiple of {CROP_STEP} from {MIN_CROP} to {MAX_CROP}, got {text}"
+        )
+    return sides[0], sides[-1]
+
+
+def _blend(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= MAX_BLEND:
+        raise argparse.ArgumentTypeError(f"must be from 0 to {MAX_BLEND} pixels, got {text}")
+    return value
+
+
 def _unit_floats(text: str) -> tuple[float, ...]:
     values = tuple(_unit_float(part) for part in text.split(",") if part.strip())
     if not values:
@@ -232,6 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--denoise", required=True, type=_unit_float, metavar="S", help="strength, 0 to 1")
     _add_upscale_arguments(run)
+    _add_region_arguments(run)
     sweep = commands.add_parser(
         "sweep",
         help="each image at several strengths (and seeds), as one labelled contact sheet per image",
@@ -335,6 +379,46 @@ def _add_upscale_arguments(run: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="upscale with this model file of the server's models/upscale_models (ESRGAN and the like, core's "
         "UpscaleModelLoader), then resize with lanczos to exactly F times the input (default: lanczos alone)",
+    )
+
+
+def _add_region_arguments(run: argparse.ArgumentParser) -> None:
+    """`run`'s masks: a region of each picture, in a section of their own in --help."""
+    region = run.add_argument_group(
+        "a region of each picture",
+        "an input with a mask has each region of the mask cut out with context (Img2ImgCrop), run at the crop "
+        "size, and stitched back (Img2ImgStitch): the picture keeps its size, and pixels --blend px or more from "
+        "the mask are the input's, bit for bit (docs/command.md: a region of each picture)",
+    )
+    region.add_argument(
+        "--mask",
+        choices=MASK_MODES,
+        default="auto",
+        help="where each input's mask comes from: sibling: the file NAME.mask.png beside NAME.png or NAME.jpg "
+        "(white = change; a folder's *.mask.png files are no inputs); alpha: the input's transparency (none: the "
+        "input comes back unchanged); auto: the "
+        "sibling file if there is one, else the transparency if the input has any, else no mask (the whole "
+        "picture, as without masks); none: never (default: auto)",
+    )
+    region.add_argument(
+        "--crop-size",
+        type=_crop_size,
+        default=(512, 512),
+        metavar="W[xH]",
+        help="the crops' size, each side a multiple of 8 from 64 to 8192: about the model's trained size, e.g. "
+        "512 for SD1.5, 1024 for SDXL (default: 512)",
+    )
+    region.add_argument(
+        "--blend",
+        type=_blend,
+        default=16,
+        metavar="PIXELS",
+        help="the stitch fades the change out over this many pixels outside the mask, 0 to 256 (default: 16)",
+    )
+    region.add_argument(
+        "--color-correction",
+        action="store_true",
+        help="the stitch shifts each edited crop's colours (CIELAB) to meet the picture's around the region",
     )
 
 

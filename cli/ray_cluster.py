@@ -3,9 +3,9 @@
 Each worker is a Ray actor that starts ComfyUI (``--comfyui DIR``, the same tree on every node, run with the
 Python of the Ray worker) on a free loopback port of its node and runs images through it with the same
 upload, graph, progress and download as a ``--server`` (batch.run_on_server), and returns the same
-batch.ImageOutcome. The driver reads the inputs and sends their bytes, and records every outcome itself
-(batch.Work.record: each picture and manifest line), so the output folder and the manifest exist on the
-driver's machine only and stay the single record.
+batch.ImageOutcome. The driver reads the inputs (and their mask files) and sends their bytes, and records
+every outcome itself (batch.Work.record: each picture and manifest line), so the output folder and the
+manifest exist on the driver's machine only and stay the single record.
 
 A worker whose server dies ends its own process: Ray restarts the actor (a new server; MAX_RESTARTS) and
 runs its image again on it (MAX_TASK_RETRIES). A picture is written only when a task returns, so an image
@@ -27,7 +27,7 @@ from pathlib import Path
 import ray
 from ray.exceptions import RayActorError, RayTaskError
 
-from .batch import JOIN_POLL_S, ImageOutcome, Job, Summary, Work, run_on_server, say
+from .batch import JOIN_POLL_S, ImageOutcome, Job, Summary, Upload, Work, run_on_server, say
 from .client import ServerClient, ServerGone
 from .graph import Parameters
 
@@ -99,11 +99,11 @@ class ComfyWorker:
     def describe(self) -> dict:
         return {"url": self.url, "pid": self.process.pid, "node": ray.util.get_node_ip_address()}
 
-    def run(self, data: bytes, job: Job) -> ImageOutcome:
+    def run(self, upload: Upload, job: Job) -> ImageOutcome:
         """How the image ended, its server named for the manifest; a dead server ends this process."""
         where = f"{self.url} on {ray.util.get_node_ip_address()}"
         try:
-            return run_on_server(self.client, data, job, self.template, self.parameters, where, lambda *_: None)
+            return run_on_server(self.client, upload, job, self.template, self.parameters, where, lambda *_: None)
         except ServerGone as error:
             print(f"img2img worker: ComfyUI at {self.url} is gone ({error}); the actor restarts", file=sys.stderr)
             self.process.kill()
@@ -186,10 +186,10 @@ class RayBatch:
         in_flight: dict = {}  # task -> (actor, job)
         while True:
             while idle and (job := self.work.next_job()) is not None:
-                data = self.work.read(job)
-                if data is not None:  # else the image has failed and the worker stays idle
+                upload = self.work.read(job)
+                if upload is not None:  # else the image has failed and the worker stays idle
                     actor = idle.pop()
-                    in_flight[actor.run.remote(data, job)] = (actor, job)
+                    in_flight[actor.run.remote(upload, job)] = (actor, job)
             if not in_flight:
                 if self.work.finished() or not idle:
                     return  # all done, or no worker left (close() fails the rest)

@@ -27,9 +27,12 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def resume_key(sha256: str, seed: int, parameters: Mapping[str, object]) -> str:
-    """Same content, seed and parameters: the same picture, wherever the input file lies now."""
-    return json.dumps([sha256, seed, dict(parameters)], sort_keys=True)
+def resume_key(sha256: str, seed: int, parameters: Mapping[str, object], mask: str | None = None) -> str:
+    """Same content, seed and parameters: the same picture, wherever the input file lies now. ``mask``: the
+    input's mask (its file's sha256, or ``alpha``: its own transparency); without one the key is as before
+    masks, so that older manifests resume."""
+    identity = [sha256, seed, dict(parameters)] + ([] if mask is None else [mask])
+    return json.dumps(identity, sort_keys=True)
 
 
 def _fsync_folder(folder: Path) -> None:
@@ -116,7 +119,7 @@ class Manifest:
                 continue
             try:
                 record = json.loads(line)
-                self._done.add(resume_key(record["sha256"], record["seed"], record["parameters"]))
+                self._done.add(resume_key(record["sha256"], record["seed"], record["parameters"], record.get("mask")))
             except (ValueError, KeyError, TypeError):
                 # Only a crash of the machine mid-append leaves such a line; its image simply runs again.
                 print(f"img2img: ignoring unreadable line {self._line} of {self.path}", file=sys.stderr)

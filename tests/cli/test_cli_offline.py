@@ -16,7 +16,7 @@ import pytest
 from img2img_cli import batch as cli_batch
 from img2img_cli import graph as cli_graph
 from img2img_cli import main as cli_main
-from img2img_cli.batch import Batch, ImageOutcome, run_on_server
+from img2img_cli.batch import Batch, ImageOutcome, Upload, run_on_server
 from img2img_cli.client import JobFailed, JobInterrupted, Result, ServerGone, describe_execution_error, describe_refusal
 from img2img_cli.graph import CHECKOUT_TEMPLATES, Parameters, build_graph, load_template
 from img2img_cli.local import load_harness
@@ -249,6 +249,11 @@ def test_the_command_line_becomes_one_typed_record_at_its_edge(monkeypatch):
         scale=1.0,
         tile=0,
         upscale_model=None,
+        mask="auto",
+        crop_width=512,
+        crop_height=512,
+        blend=16,
+        color_correction=False,
         seed=0,
         per_image_seeds=False,
         checkpoint=None,
@@ -290,6 +295,7 @@ def test_the_command_line_becomes_one_typed_record_at_its_edge(monkeypatch):
         height=0,
         fit="crop",
         accelerate=True,
+        mask="none",  # a sweep's sheet is of the whole picture
     )
     # main() hands the run the record, not argparse's Namespace.
     handed = []
@@ -338,7 +344,7 @@ def test_both_backends_report_an_image_as_one_outcome_that_work_records(tmp_path
         "d.png": ImageOutcome(jobs[3]),  # stopped by Ctrl-C: neither done nor failed
     }
     with pytest.raises(ServerGone):  # no outcome of the image: each backend replaces its server
-        run_on_server(FakeServer({"a.png": ServerGone("gone")}), b"", jobs[0], template, PARAMETERS, "", print)
+        run_on_server(FakeServer({"a.png": ServerGone("gone")}), Upload(b""), jobs[0], template, PARAMETERS, "", print)
 
     # The local backend: a --server's worker thread; every image it settles goes through Work.record.
     recorded = []
@@ -360,7 +366,7 @@ def test_both_backends_report_an_image_as_one_outcome_that_work_records(tmp_path
     monkeypatch.setattr(ray_cluster.ray.util, "get_node_ip_address", lambda: "10.0.0.9")
     actor = object.__new__(ray_cluster.ComfyWorker)  # no ComfyUI started: the fake server answers
     actor.client, actor.url, actor.template, actor.parameters = server, server.url, template, PARAMETERS
-    on_ray = {job.path.name: actor.run(job.path.read_bytes(), job) for job in jobs}
+    on_ray = {job.path.name: actor.run(Upload(job.path.read_bytes()), job) for job in jobs}
     assert on_ray == {**expected, "a.png": replace(expected["a.png"], server=f"{server.url} on 10.0.0.9")}
 
 
@@ -522,7 +528,8 @@ def test_without_the_options_the_graph_and_the_resume_key_are_as_before():
         changed = {name for name, value in node["inputs"].items() if value != inputs[name]}
         assert changed <= SET_FOR_EACH_RUN, (node["class_type"], changed)
     fields = {field.name for field in dataclasses.fields(Parameters)}
-    assert set(PARAMETERS.as_dict()) == fields - {"accelerate", "scale", "tile", "upscale_model"}
+    later = {"accelerate", "scale", "tile", "upscale_model", "mask", "crop_width", "crop_height", "blend"}
+    assert set(PARAMETERS.as_dict()) == fields - later - {"color_correction"}
     upscaled = replace(PARAMETERS, scale=2.0, tile=256, upscale_model="4x.pth").as_dict()
     assert (upscaled["scale"], upscaled["tile"], upscaled["upscale_model"]) == (2.0, 256, "4x.pth")
     assert resume_key("ab", 1, upscaled) != resume_key("ab", 1, PARAMETERS.as_dict())
