@@ -12,8 +12,6 @@ difference per pixel (ΔE) and how far apart the L, a and b channels' means and 
 
 from __future__ import annotations
 
-import functools
-import importlib.util
 import json
 import tempfile
 from pathlib import Path
@@ -29,18 +27,8 @@ STRENGTHS = (0.3, 0.6)
 SEEDS = (11, 12, 13)
 
 
-@functools.cache
-def _kept_pixels():
-    """The pack's colour module (numpy and torch only): the same CIELAB as the correction matches in."""
-    path = host_harness.PACK_ROOT / "nodes" / "core" / "kept_pixels.py"
-    spec = importlib.util.spec_from_file_location("kept_pixels", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def rgb_to_lab(pixels: np.ndarray) -> torch.Tensor:
-    return _kept_pixels().rgb_to_lab(torch.from_numpy(pixels))
+    return host_harness.core_module("kept_pixels").rgb_to_lab(torch.from_numpy(pixels))
 
 
 def colour_graph(denoise: float, seed: int, correction: bool) -> dict:

@@ -19,7 +19,7 @@ import. Standard library only, so the system ``python3`` can run it before any e
 from .build import COMFY_CLI_PIN, COMFYUI_VERSION, COMFYUI_WHEEL, HOST_PINS, MANAGER_PIN, NEWER_FRONTEND, build
 from .chromium import CHROMIUM, CHROMIUM_ARGS, ensure_chromium
 from .demo import demo_graph, run_demo
-from .layout import DEMO_CHECKPOINT, PACK_ROOT, TEST_CHECKPOINT, Host, default_host, log, phase
+from .layout import DEMO_CHECKPOINT, PACK_ROOT, TEST_CHECKPOINT, Host, core_module, default_host, log, phase
 from .server import Server, free_port
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "Host",
     "Server",
     "build",
+    "core_module",
     "default_host",
     "demo_graph",
     "ensure_chromium",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import os
 import time
 from collections.abc import Iterator
@@ -12,6 +14,16 @@ from pathlib import Path
 PACK_ROOT = Path(__file__).resolve().parents[2]
 TEST_CHECKPOINT = "img2img-test-sd15.safetensors"  # random weights: every shape and code path, pictures of noise
 DEMO_CHECKPOINT = "img2img-demo-sd15.safetensors"  # the project's trained demo model: real pictures
+
+
+@functools.cache
+def core_module(name: str):
+    """A module of the pack's pure core (nodes/core/<name>.py), loaded from its file for the scripts: the core
+    imports nothing from ComfyUI, only torch, numpy and Pillow."""
+    spec = importlib.util.spec_from_file_location(f"img2img_core_{name}", PACK_ROOT / "nodes" / "core" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def log(message: str) -> None:
