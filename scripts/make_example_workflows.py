@@ -14,10 +14,10 @@ Chromium at /usr/bin/chromium. It starts its own ComfyUI server and for each ``a
   browser serves, and its thumbnail ``<name>.jpg`` (a screenshot of the canvas, 512 px wide);
 - queues it on the server, every checkpoint loader set to the project's demo model, to prove that it runs.
 
-For img2img and img2img_upscale it also writes ``<name>.png``: that run's output (the demo model's picture of
-the sample photo), saved with the UI workflow in its ``workflow`` chunk, so that dropping it onto ComfyUI
+For img2img, img2img_upscale and img2img_crop_stitch it also writes ``<name>.png``: that run's output (the demo
+model's picture), saved with the UI workflow in its ``workflow`` chunk, so that dropping it onto ComfyUI
 rebuilds the graph. ``input/sample_regional.png`` (the sample with a transparent rectangle, for the regional
-graph) is generated first; every picture in ``input/`` is uploaded.
+graph) is generated first; every file in ``input/`` is uploaded.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ SETTINGS = {
 }
 THUMBNAIL_WIDTH = 512
 # The graphs whose run's output is committed as a PNG to drag into ComfyUI.
-DRAG_IN_PNGS = ("img2img", "img2img_upscale")
+DRAG_IN_PNGS = ("img2img", "img2img_upscale", "img2img_crop_stitch")
 
 # In the page, after app.loadApiJson: wait for the loader's image preview and for the node sizes to settle,
 # fix the seeds, arrange the graph (moving down a node left overlapping), fit it into the view, and answer
@@ -56,7 +56,8 @@ DRAG_IN_PNGS = ("img2img", "img2img_upscale")
 LAYOUT = """async () => {
   const pause = () => new Promise((resolve) => setTimeout(resolve, 100));
   const loaded = (node) => node.type !== "Img2ImgLoadImage" || node.imgs?.[0]?.naturalWidth > 0;
-  while (!app.graph.nodes.every(loaded)) await pause();
+  for (const start = Date.now(); !app.graph.nodes.every(loaded); await pause())
+    if (Date.now() - start > 60000) throw new Error("no preview of the loaded image after 60 s: is it in input/?");
   const sizes = () => JSON.stringify(app.graph.nodes.map((node) => node.size));
   for (let last = null, now = sizes(); last !== now; last = now, now = sizes()) await pause();
   for (const node of app.graph.nodes)
@@ -159,8 +160,9 @@ def main() -> None:
     if not host.demo_checkpoint.exists():
         raise SystemExit(f"no ComfyUI host at {host.root}: run `python3 scripts/host.py build` first")
     with tempfile.TemporaryDirectory() as workdir, host_harness.Server(host, Path(workdir)) as server:
-        for image in (EXAMPLES / "input").glob("*.png"):
-            shutil.copy(image, server.input_dir / image.name)
+        for image in (EXAMPLES / "input").iterdir():
+            if image.is_file():
+                shutil.copy(image, server.input_dir / image.name)
         (server.input_dir / FOLDER).mkdir()
         shutil.copy(SAMPLE, server.input_dir / FOLDER / SAMPLE.name)
         for setting, value in SETTINGS.items():
@@ -177,7 +179,9 @@ def main() -> None:
             page.evaluate("app.extensionManager.command.execute('Workspace.ToggleFocusMode')")
             for name, graph in graphs.items():
                 check_against_object_info(name, graph, object_info)
-                page.evaluate("([graph, name]) => app.loadApiJson(graph, name)", [graph, name])
+                # clean() first: the frontend keeps the last run's previews by node id, and would show the
+                # previous graph's pictures on this graph's nodes of the same ids.
+                page.evaluate("([graph, name]) => { app.clean(); app.loadApiJson(graph, name); }", [graph, name])
                 laid_out = page.evaluate(LAYOUT)
                 if overlapping(laid_out["boxes"]):
                     raise SystemExit(f"{name}: nodes overlap after arranging: {overlapping(laid_out['boxes'])}")
