@@ -40,7 +40,7 @@ def ui_server(start_server, comfy_host, frontend):
     if not pinned and not root.is_dir():
         pytest.fail(f"no frontend {frontend} at {root}: run `python3 scripts/host.py build`")
     server = start_server(*([] if pinned else ["--front-end-root", str(root)]))
-    for image in (EXAMPLES / "input").glob("*.png"):
+    for image in (EXAMPLES / "input").iterdir():
         shutil.copy(image, server.input_dir / image.name)
     for setting, value in SETTINGS.items():
         status, _ = server.post_json(f"/api/settings/{setting}", value)

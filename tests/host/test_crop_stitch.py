@@ -217,3 +217,25 @@ def test_frames_keep_one_box_size_that_follows_the_mask_by_at_most_2_px(server):
         far = grown(torch.from_numpy(masks[index]).float(), BLEND).numpy() == 0
         assert np.array_equal(output[far], frames[index][far])
         assert (output[masks[index]] != frames[index][masks[index]]).any(axis=-1).mean() > 0.99
+
+
+def test_the_example_graph_changes_the_two_regions_of_the_photo_and_keeps_the_rest(server):
+    """example_workflows/api/img2img_crop_stitch.json on the test checkpoint, its crops at 128 px (at 512 px
+    the test UNet's attention over 4096 latent pixels takes minutes here): the 1024×768 photo (a JPEG) comes
+    back at its size, two crops, every pixel beyond the blend width the JPEG's own."""
+    examples = PACK_ROOT / "example_workflows"
+    graph = json.loads((examples / "api" / "img2img_crop_stitch.json").read_text(encoding="utf-8"))
+    graph["1"]["inputs"]["ckpt_name"] = host_harness.TEST_CHECKPOINT
+    graph["6"]["inputs"].update(target_width=128, target_height=128)
+    for name in ("coffee.jpg", "coffee_mask.png"):
+        (server.input_dir / name).write_bytes((examples / "input" / name).read_bytes())
+    path, entry = run(server, graph)
+
+    output, photo = file_pixels(path, 8), file_pixels(examples / "input" / "coffee.jpg", 8)
+    with Image.open(examples / "input" / "coffee_mask.png") as mask_file:
+        mask = np.asarray(mask_file.convert("L")) > 127
+    assert output.shape == photo.shape == (768, 1024, 3)
+    assert entry["outputs"]["6"]["text"][0].startswith("2 crop(s) of 128×128")
+    far = grown(torch.from_numpy(mask).float(), BLEND - 1).numpy() == 0
+    assert np.array_equal(output[far], photo[far])
+    assert (output[mask] != photo[mask]).any(axis=-1).mean() > 0.9
