@@ -15,22 +15,13 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
 import img2img_host as host_harness  # scripts/img2img_host, beside this script
+from figures import save_sheet, saved_pictures
 
 EXAMPLES = host_harness.PACK_ROOT / "example_workflows"
 OUT = host_harness.PACK_ROOT / "docs" / "upscale_refine.jpg"
-
-
-def run(server, graph: dict) -> np.ndarray:
-    entry = server.wait(server.queue(graph))
-    if entry["status"]["status_str"] != "success":
-        raise SystemExit(json.dumps(entry["status"], indent=1))
-    [image] = [image for output in entry["outputs"].values() for image in output.get("images", [])]
-    with Image.open(server.output_dir / image["subfolder"] / image["filename"]) as picture:
-        return np.asarray(picture.convert("RGB"), dtype=np.float32) / 255.0
 
 
 def main() -> None:
@@ -44,16 +35,13 @@ def main() -> None:
     for node in ("2", "3", "6", "8", "9"):
         del scaled[node]
     with Image.open(EXAMPLES / "input" / "sample.png") as sample:
-        nearest = np.asarray(sample.convert("RGB").resize((512, 512), Image.NEAREST), dtype=np.float32) / 255.0
+        nearest = np.asarray(sample.convert("RGB").resize((512, 512), Image.NEAREST), dtype=np.float64) / 255
     with tempfile.TemporaryDirectory() as folder, host_harness.Server(host_harness.default_host(), Path(folder)) as s:
         (s.input_dir / "sample.png").write_bytes((EXAMPLES / "input" / "sample.png").read_bytes())
-        tiled, whole, lanczos = run(s, graph), run(s, untiled), run(s, scaled)
+        [tiled], [whole], [lanczos] = saved_pictures(s, graph), saved_pictures(s, untiled), saved_pictures(s, scaled)
     difference = np.clip(np.abs(tiled - whole) * 8, 0, 1)
-    images = torch.from_numpy(np.stack([nearest, lanczos, tiled, difference]))
     labels = ["input, 128 px", "Lanczos x4", "refined in tiles", "tiled - untiled, x8"]
-    sheet = host_harness.core_module("contact_sheet").contact_sheet(images, labels, [""])
-    # A sheet of photos: as JPEG a fifth of the PNG (what travels to the GPU machine is counted in MiB).
-    Image.fromarray((sheet[0].numpy() * 255).round().astype(np.uint8)).save(OUT, quality=88, optimize=True)
+    save_sheet([nearest, lanczos, tiled, difference], labels, OUT)
     print(f"wrote {OUT}; tiles vs untiled: {10 * np.log10(1 / np.mean((tiled - whole) ** 2)):.1f} dB")
 
 

@@ -15,23 +15,14 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
 import img2img_host as host_harness  # scripts/img2img_host, beside this script
+from figures import rgb, save_sheet, saved_pictures
 
 EXAMPLES = host_harness.PACK_ROOT / "example_workflows"
 OUT = host_harness.PACK_ROOT / "docs" / "crop_stitch.jpg"
 SHEET_SIDE = 384  # each picture's height on the sheet
-
-
-def saved(server, graph: dict) -> list[np.ndarray]:
-    entry = server.wait(server.queue(graph))
-    if entry["status"]["status_str"] != "success":
-        raise SystemExit(json.dumps(entry["status"], indent=1))
-    images = [image for output in entry["outputs"].values() for image in output.get("images", [])]
-    paths = [server.output_dir / image["subfolder"] / image["filename"] for image in images]
-    return [np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 255.0 for path in paths]
 
 
 def fitted(picture: np.ndarray) -> np.ndarray:
@@ -40,7 +31,7 @@ def fitted(picture: np.ndarray) -> np.ndarray:
     width = round(image.width * SHEET_SIDE / image.height)
     cell = Image.new("RGB", (SHEET_SIDE * 4 // 3, SHEET_SIDE), "white")
     cell.paste(image.resize((width, SHEET_SIDE), Image.LANCZOS), ((cell.width - width) // 2, 0))
-    return np.asarray(cell, dtype=np.float32) / 255.0
+    return np.asarray(cell, dtype=np.float64) / 255
 
 
 def main() -> None:
@@ -59,20 +50,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder, host_harness.Server(host_harness.default_host(), Path(folder)) as s:
         for name in ("coffee.jpg", "coffee_mask.png"):
             (s.input_dir / name).write_bytes((EXAMPLES / "input" / name).read_bytes())
-        pictures = saved(s, graph)
+        pictures = saved_pictures(s, graph)
     result = next(picture for picture in pictures if picture.shape[:2] == (768, 1024))
     crop = next(picture for picture in pictures if picture.shape[:2] == (512, 512))
-    source = np.asarray(Image.open(EXAMPLES / "input" / "coffee.jpg").convert("RGB"), dtype=np.float32) / 255.0
-    mask = (
-        np.asarray(Image.open(EXAMPLES / "input" / "coffee_mask.png").convert("L"), dtype=np.float32)[..., None] / 255
-    )
+    source = rgb(EXAMPLES / "input" / "coffee.jpg")
+    mask = rgb(EXAMPLES / "input" / "coffee_mask.png")[..., :1]
     shown = source * (1 - 0.4 * mask) + np.array([0.0, 1.0, 0.0]) * 0.4 * mask
     difference = np.clip(np.abs(result - source) * 8, 0, 1)
     cells = [fitted(p) for p in (shown, crop, result, difference)]
-    labels = ["input, mask green", "a crop, 512 px", "stitched at 0.6", "changed, x8"]
-    sheet = host_harness.core_module("contact_sheet").contact_sheet(torch.from_numpy(np.stack(cells)), labels, [""])
-    # A sheet of photos: as JPEG a fifth of the PNG (what travels to the GPU machine is counted in MiB).
-    Image.fromarray((sheet[0].numpy() * 255).round().astype(np.uint8)).save(OUT, quality=88, optimize=True)
+    save_sheet(cells, ["input, mask green", "a crop, 512 px", "stitched at 0.6", "changed, x8"], OUT)
     print(f"wrote {OUT}")
 
 

@@ -21,6 +21,7 @@ import torch
 from PIL import Image
 
 import img2img_host as host_harness  # scripts/img2img_host, beside this script
+from figures import rgb, saved_pictures
 
 EXAMPLES = host_harness.PACK_ROOT / "example_workflows"
 STRENGTHS = (0.3, 0.6)
@@ -41,34 +42,20 @@ def colour_graph(denoise: float, seed: int, correction: bool) -> dict:
     return graph
 
 
-def read(path: Path) -> np.ndarray:
-    with Image.open(path) as picture:
-        return np.asarray(picture.convert("RGB"), dtype=np.float64) / 255
-
-
 def corrected_and_not(server, denoise: float, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The outputs with and without the correction, and the input, as RGB arrays in 0..1."""
-    outputs = []
-    for correction in (True, False):
-        entry = server.wait(server.queue(colour_graph(denoise, seed, correction)))
-        assert entry["status"]["status_str"] == "success", entry["status"]
-        [image] = entry["outputs"]["9"]["images"]
-        outputs.append(read(server.output_dir / image["subfolder"] / image["filename"]))
-    return outputs[0], outputs[1], read(EXAMPLES / "input" / "sample.png")
+    [corrected], [plain] = (
+        saved_pictures(server, colour_graph(denoise, seed, correction)) for correction in (True, False)
+    )
+    return corrected, plain, rgb(EXAMPLES / "input" / "sample.png")
 
 
 def strength_map_figure(server, path: Path) -> None:
     graph = json.loads((EXAMPLES / "api" / "img2img_strength_map.json").read_text(encoding="utf-8"))
     graph["1"]["inputs"]["ckpt_name"] = host_harness.DEMO_CHECKPOINT
     entry = server.wait(server.queue(graph))
-    assert entry["status"]["status_str"] == "success", entry["status"]
-    [image] = entry["outputs"]["8"]["images"]
-    strength = read(EXAMPLES / "input" / "strength_gradient.png")
-    panels = [
-        read(EXAMPLES / "input" / "sample.png"),
-        strength,
-        read(server.output_dir / image["subfolder"] / image["filename"]),
-    ]
+    [output] = server.saved_paths(entry)
+    panels = [rgb(EXAMPLES / "input" / "sample.png"), rgb(EXAMPLES / "input" / "strength_gradient.png"), rgb(output)]
     gap = np.ones((panels[0].shape[0], 4, 3))
     strip = np.concatenate([panels[0], gap, panels[1], gap, panels[2]], axis=1)
     Image.fromarray(np.rint(strip * 255).astype(np.uint8)).save(path, optimize=True)

@@ -207,9 +207,7 @@ def main() -> None:
                 if entry["status"]["status_str"] != "success":
                     raise SystemExit(f"{name} failed on the server: {json.dumps(entry['status'], indent=1)}")
                 if name in DRAG_IN_PNGS:
-                    saved = [image for output in entry["outputs"].values() for image in output.get("images", [])]
-                    output = server.output_dir / saved[0]["subfolder"] / saved[0]["filename"]
-                    example_png(output, graph, workflow, EXAMPLES / f"{name}.png")
+                    example_png(server.saved_paths(entry)[0], graph, workflow, EXAMPLES / f"{name}.png")
                 print(f"example_workflows/{name}.json, .jpg: {len(workflow['nodes'])} nodes", flush=True)
             browser.close()
 

@@ -7,7 +7,6 @@ session.
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import pytest
 
@@ -42,13 +41,6 @@ def start_server(comfy_host, tmp_path_factory):
 @pytest.fixture(scope="session")
 def server(start_server):
     return start_server()
-
-
-def saved_paths(server, entry: dict) -> list[Path]:
-    """The files a successful prompt's /history entry says it saved."""
-    assert entry["status"]["status_str"] == "success", entry["status"]
-    images = [image for output in entry["outputs"].values() for image in output.get("images", [])]
-    return [server.output_dir / image["subfolder"] / image["filename"] for image in images]
 
 
 def load_and_save(image: str, prefix: str, **load_inputs) -> dict:

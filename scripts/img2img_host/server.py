@@ -148,3 +148,11 @@ class Server:
                 raise RuntimeError(f"ComfyUI died while running {prompt_id}:\n{self.log()}")
             time.sleep(0.1)
         raise TimeoutError(f"prompt {prompt_id} did not finish within {timeout} s")
+
+    def saved_paths(self, entry: dict) -> list[Path]:
+        """The files a prompt's /history entry says its nodes saved, in the entry's order; an error naming the
+        prompt's status where it did not succeed."""
+        if entry["status"]["status_str"] != "success":
+            raise RuntimeError(f"the prompt failed: {json.dumps(entry['status'], indent=1)}")
+        images = [image for output in entry["outputs"].values() for image in output.get("images", [])]
+        return [self.output_dir / image["subfolder"] / image["filename"] for image in images]

@@ -21,7 +21,6 @@ import pytest
 import torch
 from PIL import Image
 
-from host_servers import saved_paths
 from pack_under_test import PACK_ROOT
 
 VALIDATION, EXECUTION, RUNS = "refused at validation", "execution error", "runs"
@@ -250,7 +249,7 @@ def test_bad_input(hardened_server, api_graph, row: Row):
             assert error["node_id"] == row.node, error
             assert all(needle in error["exception_message"] for needle in row.needles), error
         else:
-            [path] = saved_paths(server, entry)
+            [path] = server.saved_paths(entry)
             assert path.stat().st_size > 0
 
     assert server.get_json("/system_stats")["system"]["comfyui_version"] == "0.3.75"

@@ -16,7 +16,7 @@ from PIL import Image
 from comfyui_img2img.nodes.core.crop_stitch import blend_weight, grown, label_regions
 from comfyui_img2img.nodes.core.image_bytes import image_file_bytes
 from comfyui_img2img.nodes.core.images import load_image_file
-from host_servers import host_harness, saved_paths
+from host_servers import host_harness
 from pack_under_test import PACK_ROOT, SAMPLE
 
 BLEND = 16
@@ -84,7 +84,7 @@ def edited(graph: dict, seed: int, denoise: float, kept_pixels: bool, correction
 
 def run(server, graph: dict) -> tuple[object, dict]:
     entry = server.wait(server.queue(graph))
-    [path] = saved_paths(server, entry)
+    [path] = server.saved_paths(entry)
     return path, entry
 
 
@@ -207,7 +207,7 @@ def test_frames_keep_one_box_size_that_follows_the_mask_by_at_most_2_px(server):
     graph["13"] = {"class_type": "ImageInvert", "inputs": {"image": ["11", 0]}}
     graph["12"]["inputs"]["crops"] = ["13", 0]
     entry = server.wait(server.queue(graph))
-    paths = saved_paths(server, entry)
+    paths = server.saved_paths(entry)
     boxes = re.findall(r"frame (\d): box (\d+)×(\d+) at \((\d+), (\d+)\)", entry["outputs"]["11"]["text"][0])
     assert [int(box[0]) for box in boxes] == list(range(6)) and len({box[1:3] for box in boxes}) == 1
     lefts = [int(box[3]) for box in boxes]

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from host_servers import host_harness, saved_paths
+from host_servers import host_harness
 from pack_under_test import SAMPLE
 
 STRENGTHS = (0.2, 0.4, 0.6, 0.8)
@@ -35,7 +35,7 @@ def demo(api_graph, seed: int, denoise: float, **overrides) -> dict:
 
 
 def output(server, graph: dict) -> np.ndarray:
-    [path] = saved_paths(server, server.wait(server.queue(graph)))
+    [path] = server.saved_paths(server.wait(server.queue(graph)))
     return pixels(path)
 
 

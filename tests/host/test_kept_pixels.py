@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from host_servers import host_harness, saved_paths
+from host_servers import host_harness
 from pack_under_test import PACK_ROOT
 
 EXAMPLES = PACK_ROOT / "example_workflows"
@@ -38,7 +38,7 @@ def rgb(path) -> np.ndarray:
 
 def test_pixels_of_strength_0_are_the_input_files_bytes_and_the_rest_changed(server):
     entry = server.wait(server.queue(example("img2img_strength_map", server, seed=1501)))
-    [path] = saved_paths(server, entry)
+    [path] = server.saved_paths(entry)
     strength = rgb(EXAMPLES / "input" / "strength_gradient.png")[..., 0]
     output, source = rgb(path), rgb(EXAMPLES / "input" / "sample.png")
     kept, strongest = strength == 0, strength == 255
@@ -50,7 +50,7 @@ def test_pixels_of_strength_0_are_the_input_files_bytes_and_the_rest_changed(ser
 
 
 def test_the_regional_example_gives_back_the_unmasked_area_untouched(server):
-    [path] = saved_paths(server, server.wait(server.queue(example("img2img_regional", server, seed=1502))))
+    [path] = server.saved_paths(server.wait(server.queue(example("img2img_regional", server, seed=1502))))
     with Image.open(EXAMPLES / "input" / "sample_regional.png") as regional:
         source = np.asarray(regional.convert("RGBA"))
     kept = source[..., 3] == 255

@@ -22,7 +22,7 @@ import psutil
 import websocket
 from PIL import Image
 
-from host_servers import host_harness, load_and_save, saved_paths
+from host_servers import host_harness, load_and_save
 
 # The 200 prompts take about 25 s on two idle cores (64x64, 4 steps); IMG2IMG_LOAD_PROMPTS sets
 # fewer for a busy machine, or more for a longer soak.
@@ -68,7 +68,7 @@ def test_concurrent_prompts_all_save_distinct_files_without_leaking_memory(start
                 prompt_id = server.queue(graph)
                 entry = server.wait(prompt_id, timeout=120)
                 assert entry["status"]["status_str"] == "success", entry["status"]
-                [path] = saved_paths(server, entry)
+                [path] = server.saved_paths(entry)
                 stat = path.stat()
                 with lock:
                     seen[prompt_id] = (path, stat.st_size, stat.st_ino, stat.st_mtime_ns)
@@ -162,7 +162,7 @@ def test_interrupt_mid_sampling_leaves_no_file_and_the_next_prompt_saves_one(ser
 
     after = server.wait(server.queue(api_graph(112, **{"9.filename_prefix": "interrupt-midway/after"})))
     assert after["status"]["status_str"] == "success", after["status"]
-    [path] = saved_paths(server, after)
+    [path] = server.saved_paths(after)
     assert files_in(server.output_dir) == {**before, str(path.relative_to(server.output_dir)): path.stat().st_size}
     with Image.open(path) as png:
         png.load()
@@ -201,7 +201,7 @@ def test_a_write_that_fails_part_way_leaves_no_file_and_the_server_keeps_saving(
         # The failure leaves nothing behind that stops the next save.
         entry = server.wait(server.queue(load_and_save("small.png", "small")), timeout=120)
         assert entry["status"]["status_str"] == "success", entry["status"]
-        [path] = saved_paths(server, entry)
+        [path] = server.saved_paths(entry)
         assert files_in(server.output_dir) == {str(path.relative_to(server.output_dir)): path.stat().st_size}
         with Image.open(path) as png:
             png.load()

@@ -11,7 +11,7 @@ import requests
 from PIL import Image
 
 from a1111_infotext import read_infotext
-from host_servers import load_and_save, saved_paths
+from host_servers import load_and_save
 
 
 def png_bytes(picture: Image.Image) -> bytes:
@@ -35,7 +35,7 @@ def test_an_uploaded_picture_loads_and_saves_pixel_exact(server):
     rng = np.random.default_rng(1)
     pixels = rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)
     upload(server, "noise picture.png", png_bytes(Image.fromarray(pixels)))
-    [path] = saved_paths(server, server.wait(server.queue(load_and_save("noise picture.png", "exact/copy"))))
+    [path] = server.saved_paths(server.wait(server.queue(load_and_save("noise picture.png", "exact/copy"))))
     assert path.name == "copy_noise_picture_00001_.png"
     with Image.open(path) as png:
         assert np.array_equal(np.asarray(png.convert("RGB")), pixels)
@@ -44,7 +44,7 @@ def test_an_uploaded_picture_loads_and_saves_pixel_exact(server):
 def test_the_img2img_png_carries_workflow_and_a1111_parameters(server, api_graph):
     workflow = {"nodes": [{"id": 4, "type": "Img2ImgLoadImage"}], "links": [], "version": 0.4}
     entry = server.wait(server.queue(api_graph(seed=4242), {"extra_pnginfo": {"workflow": workflow}}))
-    [path] = saved_paths(server, entry)
+    [path] = server.saved_paths(entry)
     with Image.open(path) as png:
         assert json.loads(png.text["workflow"]) == workflow
         prompt, negative, values = read_infotext(png.text["parameters"])
@@ -59,7 +59,7 @@ def test_other_formats_are_written(server, image_format, suffix):
     upload(server, "gradient.png", png_bytes(Image.linear_gradient("L").resize((64, 48)).convert("RGB")))
     graph = load_and_save("gradient.png", f"formats/{image_format}")
     graph["2"]["inputs"]["format"] = image_format
-    [path] = saved_paths(server, server.wait(server.queue(graph)))
+    [path] = server.saved_paths(server.wait(server.queue(graph)))
     assert path.suffix == suffix
     with Image.open(path) as picture:
         assert picture.size == (64, 48)
@@ -70,28 +70,28 @@ def test_other_formats_are_written(server, image_format, suffix):
 def test_folder_mode_walks_the_folder_in_sorted_order_and_names_outputs_after_sources(server):
     for name, value in [("b.png", 40), ("a.png", 20), ("c.png", 60)]:
         upload(server, name, png_bytes(Image.new("RGB", (16, 16), (value, value, value))), subfolder="walk")
-    [second] = saved_paths(
-        server, server.wait(server.queue(load_and_save("sample.png", "walked/one", folder="walk", index=1)))
+    [second] = server.saved_paths(
+        server.wait(server.queue(load_and_save("sample.png", "walked/one", folder="walk", index=1)))
     )
     assert "_b_" in second.name
     with Image.open(second) as png:
         assert png.getpixel((0, 0)) == (40, 40, 40)
-    everything = saved_paths(
-        server, server.wait(server.queue(load_and_save("sample.png", "walked/all", folder="walk", limit=0)))
+    everything = server.saved_paths(
+        server.wait(server.queue(load_and_save("sample.png", "walked/all", folder="walk", limit=0)))
     )
     assert [path.name.split("_")[1] for path in everything] == ["a", "b", "c"]
 
 
 def test_fitting_makes_both_sides_a_multiple(server):
     upload(server, "odd.png", png_bytes(Image.new("RGB", (130, 67), (10, 200, 30))))
-    [path] = saved_paths(server, server.wait(server.queue(load_and_save("odd.png", "fit/odd", fit="pad", multiple=64))))
+    [path] = server.saved_paths(server.wait(server.queue(load_and_save("odd.png", "fit/odd", fit="pad", multiple=64))))
     with Image.open(path) as png:
         assert png.size == (192, 128)
 
 
 def test_disable_metadata_is_honoured(start_server):
     bare = start_server("--disable-metadata")
-    [path] = saved_paths(bare, bare.wait(bare.queue(load_and_save("sample.png", "bare"), {"extra_pnginfo": {"a": 1}})))
+    [path] = bare.saved_paths(bare.wait(bare.queue(load_and_save("sample.png", "bare"), {"extra_pnginfo": {"a": 1}})))
     with Image.open(path) as png:
         assert png.text == {}
 
@@ -107,9 +107,9 @@ def test_a_changed_file_under_the_same_name_runs_again(server):
         assert answer.status_code == 200 and answer.json()["name"] == "changing.png"
 
     put((255, 0, 0))
-    [red] = saved_paths(server, server.wait(server.queue(load_and_save("changing.png", "changing/run"))))
+    [red] = server.saved_paths(server.wait(server.queue(load_and_save("changing.png", "changing/run"))))
     put((0, 0, 255))
-    [blue] = saved_paths(server, server.wait(server.queue(load_and_save("changing.png", "changing/run"))))
+    [blue] = server.saved_paths(server.wait(server.queue(load_and_save("changing.png", "changing/run"))))
     with Image.open(red) as first, Image.open(blue) as second:
         assert first.getpixel((0, 0)) == (255, 0, 0) and second.getpixel((0, 0)) == (0, 0, 255)
 

@@ -11,7 +11,6 @@ import urllib.error
 import pytest
 from PIL import Image
 
-from host_servers import saved_paths
 from pack_under_test import GRAPH_NODE_IDS
 
 NODE_IDS = sorted(
@@ -53,7 +52,7 @@ def test_the_img2img_graph_runs_and_saves_a_png_with_its_graph(server, api_graph
     workflow = {"nodes": [], "links": [], "version": 0.4, "note": "posted by the test"}
     entry = server.wait(server.queue(graph, {"extra_pnginfo": {"workflow": workflow}}))
     assert entry["status"]["status_str"] == "success", entry["status"]
-    [path] = saved_paths(server, entry)
+    [path] = server.saved_paths(entry)
     assert path.is_file() and path.resolve().is_relative_to(server.output_dir.resolve())
     with Image.open(path) as png:
         assert png.size == (128, 128)
@@ -73,13 +72,13 @@ def test_the_simple_graph_without_noise_node_runs(server, api_graph):
     del graph["6"]
     entry = server.wait(server.queue(graph))
     assert entry["status"]["status_str"] == "success", entry["status"]
-    assert len(saved_paths(server, entry)) == 1
+    assert len(server.saved_paths(entry)) == 1
 
 
 def test_saving_twice_never_overwrites(server, api_graph):
     first = server.wait(server.queue(api_graph(seed=103, **{"9.filename_prefix": "again/same"})))
     second = server.wait(server.queue(api_graph(seed=104, **{"9.filename_prefix": "again/same"})))
-    [a], [b] = saved_paths(server, first), saved_paths(server, second)
+    [a], [b] = server.saved_paths(first), server.saved_paths(second)
     assert a != b and a.is_file() and b.is_file() and a.parent.name == "again"
 
 

@@ -16,7 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
-from host_servers import host_harness, saved_paths
+from host_servers import host_harness
 from pack_under_test import PACK_ROOT
 
 GRAPH = PACK_ROOT / "example_workflows" / "api" / "img2img_upscale.json"
@@ -34,7 +34,7 @@ def refine(server, tile: int | None, overlap: int, seed: int) -> np.ndarray:
         graph["8"]["inputs"]["model"] = ["1", 0]
     else:
         graph["7"]["inputs"].update(tile_size=tile, overlap=overlap)
-    [path] = saved_paths(server, server.wait(server.queue(graph)))
+    [path] = server.saved_paths(server.wait(server.queue(graph)))
     with Image.open(path) as picture:
         assert picture.size == (SIDE, SIDE)
         return np.asarray(picture.convert("RGB"), dtype=np.float64) / 255.0
