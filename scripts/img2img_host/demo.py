@@ -13,6 +13,12 @@ from .layout import DEMO_CHECKPOINT, PACK_ROOT, TEST_CHECKPOINT, Host, phase
 from .server import Server
 
 SAMPLES = PACK_ROOT / "example_workflows" / "input"
+# What command (1) changes: the held-out sample photo, and the same photo with a transparent rectangle, whose
+# region the command cuts out at the demo model's own 128 px, changes and stitches back. Named, not the folder:
+# the example graphs' other inputs (a 1024×768 photo for crop and stitch, its mask, a strength gradient) are
+# not photos to change, and the large one would take minutes on two cores.
+DEMO_PHOTOS = ("sample.png", "sample_regional.png")
+REGION_CROP = ("--crop-size", "128")
 PROMPT = ("--prompt", "a photo", "--negative", "blurry, low quality")
 # The demo model ignores the text (its cross-attention outputs are zero), so guidance changes nothing but the
 # cost: at cfg 1 ComfyUI makes one model call a step instead of two.
@@ -67,7 +73,8 @@ def run_demo(host: Host) -> int:
     with Server(host, host.root / "demo-server") as server:
         common = [*PROMPT, *CFG, "--checkpoint", DEMO_CHECKPOINT, "--per-image-seeds", "--server", server.url]
         with phase("img2img of the sample photos"):
-            code = _run_cli(host, ["run", str(SAMPLES), *common, "--denoise", "0.6", "--out", str(out)])
+            photos = [str(SAMPLES / name) for name in DEMO_PHOTOS]
+            code = _run_cli(host, ["run", *photos, *common, *REGION_CROP, "--denoise", "0.6", "--out", str(out)])
         if code == 0:
             with phase("strength sheet"):
                 sheet = ["sweep", str(SAMPLES / "sample.png"), *common, "--denoise", SHEET_STRENGTHS]
